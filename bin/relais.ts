@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+// The one `relais` CLI: its first argument selects the process, so one image serves every pool.
+import { parseArgs } from "node:util";
+import { abortOnSignals, isRelaisError } from "#runtime";
+import { runStack } from "./stack.ts";
+
+const usage = `Usage: relais <command> [options]
+
+Commands:
+  local [dir]     run Relais on this machine: NATS and Redis on loopback (manifests from dir)
+  stack           start every real server the tests use (NATS, Redis, etcd, kube-apiserver,
+                  kube-controller-manager) and print how to reach them, until Ctrl-C
+  operator        reconcile Sender, Campaign and Automation resources (not available yet)
+  ingest          serve the Profiles & Data API (not available yet)
+  engage          run Automations and Campaigns (not available yet)
+  deliver         run a Sender's delivery pool (not available yet)
+
+Options:
+  --only a,b      with stack: start only these of nats, redis, kube
+  -h, --help      show this help
+`;
+
+const Commands = ["local", "stack", "operator", "ingest", "engage", "deliver"] as const;
+type Command = (typeof Commands)[number];
+
+function isCommand(value: string | undefined): value is Command {
+  return (Commands as readonly (string | undefined)[]).includes(value);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { help: { type: "boolean", short: "h" }, only: { type: "string" } },
+  });
+  const [command, ...rest] = positionals;
+  if (values.help === true || command === undefined) {
+    process.stdout.write(usage);
+    return values.help === true ? 0 : 2;
+  }
+  if (!isCommand(command)) {
+    process.stderr.write(`relais: unknown command "${command}"\n\n${usage}`);
+    return 2;
+  }
+  const signal = abortOnSignals();
+  switch (command) {
+    case "stack":
+      return runStack({ signal, only: values.only, out: process.stdout });
+    case "local":
+      // Until the operator's local mode lands, `local` brings up the servers it will run on.
+      return runStack({ signal, only: values.only ?? "nats,redis", out: process.stdout, manifests: rest[0] });
+    case "operator":
+    case "ingest":
+    case "engage":
+    case "deliver":
+      process.stderr.write(`relais ${command}: not available yet in this version\n`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (isRelaisError(error)) process.stderr.write(`relais: ${error.code}: ${error.message}\n`);
+    else console.error(error);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,8 @@
+// The front door of runtime/: process plumbing shared by the operator and every worker.
+export { ConfigError, ErrorCodes, RelaisError, isRelaisError } from "./errors.ts";
+export { abortOnSignals, untilAborted } from "./lifecycle.ts";
+export { REDACT_PATHS, createLogger } from "./log.ts";
+
+export type { ErrorCategory, ErrorCode } from "./errors.ts";
+export type { Runnable } from "./lifecycle.ts";
+export type { Logger, LoggerOptions } from "./log.ts";
