@@ -9,6 +9,11 @@ export interface StackInfo {
   natsMonitorUrl: string;
   redisUrl: string;
   kubeconfig: string;
+  /**
+   * Resolves once the servers are reachable. Root-level `before` hooks of a file do not wait for
+   * each other, so a file's own root-level setup awaits this first.
+   */
+  ready(): Promise<void>;
 }
 
 /** A name unique to this test: a Kubernetes namespace, subject prefix or Redis hash tag. */
@@ -43,11 +48,16 @@ const componentKeys: Record<Component, (keyof StackInfo)[]> = {
  * connection, deleting a namespace) still finds the servers up.
  */
 export function useStack(components: readonly Component[]): StackInfo {
-  const info: StackInfo = { natsUrl: "", natsMonitorUrl: "", redisUrl: "", kubeconfig: "" };
   let own: Stack | undefined;
-  // Registered here, not inside `before`: an `after` called in a hook would run when the hook ends.
-  after(() => own?.stop());
-  before(async () => {
+  let starting: Promise<void> | undefined;
+  const info: StackInfo = {
+    natsUrl: "",
+    natsMonitorUrl: "",
+    redisUrl: "",
+    kubeconfig: "",
+    ready: () => (starting ??= start()),
+  };
+  const start = async (): Promise<void> => {
     const shared = fromEnv();
     const missing = components.filter((component) => componentKeys[component].some((key) => shared[key] === undefined));
     Object.assign(info, shared);
@@ -58,6 +68,9 @@ export function useStack(components: readonly Component[]): StackInfo {
       ...(own.redis && { redisUrl: own.redis.url }),
       ...(own.kube && { kubeconfig: own.kube.kubeconfig }),
     });
-  });
+  };
+  before(() => info.ready());
+  // Registered here, not inside `before`: an `after` called in a hook would run when the hook ends.
+  after(() => own?.stop());
   return info;
 }
