@@ -45,6 +45,7 @@ export default tseslint.config(
           message: "Only config modules and main.ts read process.env; pass config down.",
         },
       ],
+      "@typescript-eslint/no-unused-vars": ["error", { varsIgnorePattern: "^_", ignoreRestSiblings: true }],
       complexity: ["error", 15],
       "max-depth": ["error", 4],
       "max-params": ["error", 4],

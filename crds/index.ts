@@ -1,0 +1,22 @@
+// The front door of crds/: the Relais API (group relais.dev, version v1alpha1).
+export { automationKind, automationSpecSchema, automationStatusSchema } from "./automation.ts";
+export { CampaignPhases, campaignKind, campaignSpecSchema, campaignStatusSchema } from "./campaign.ts";
+export { ConditionReasons, ConditionTypes, conditionSchema } from "./conditions.ts";
+export { customResourceDefinition } from "./crd.ts";
+export { ExpressionContexts, checkExpression } from "./expressions.ts";
+export { renderCrds } from "./generate.ts";
+export { API_VERSION, CATEGORY, GROUP, VERSION } from "./kind.ts";
+export { kinds } from "./kinds.ts";
+export { Subscriptions } from "./message.ts";
+export { Channels, senderKind, senderSpecSchema, senderStatusSchema } from "./sender.ts";
+export { automationSchema, campaignSchema, senderSchema, validateManifest } from "./validate.ts";
+
+export type { AutomationSpec, AutomationStatus } from "./automation.ts";
+export type { CampaignPhase, CampaignSpec, CampaignStatus } from "./campaign.ts";
+export type { Condition, ConditionReason, ConditionType } from "./conditions.ts";
+export type { CustomResourceDefinition } from "./crd.ts";
+export type { ExpressionCheck, ExpressionContext, ExpressionPosition } from "./expressions.ts";
+export type { KindDefinition, PrinterColumn } from "./kind.ts";
+export type { Message, Subscription } from "./message.ts";
+export type { Channel, SenderSpec, SenderStatus } from "./sender.ts";
+export type { Automation, Campaign, RelaisResource, Sender, ValidationIssue, ValidationResult } from "./validate.ts";
