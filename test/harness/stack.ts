@@ -1,5 +1,5 @@
 // The whole set of real servers Relais talks to, started together in one temporary folder.
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startKube } from "./kube.ts";
@@ -42,7 +42,10 @@ export interface StackOptions {
  */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const components = new Set(options.components ?? Object.values(Components));
-  const dir = await mkdtemp(join(options.baseDir ?? tmpdir(), "relais-stack-"));
+  const baseDir = options.baseDir ?? tmpdir();
+  await sweepAbandoned(baseDir);
+  const dir = await mkdtemp(join(baseDir, STACK_PREFIX));
+  await writeFile(join(dir, OWNER_FILE), String(process.pid));
   const started: { nats?: NatsServer; redis?: RedisServer; kube?: KubeControlPlane } = {};
   const results = await Promise.allSettled([
     components.has("nats") ? startNats(join(dir, "nats")).then((s) => (started.nats = s)) : undefined,
@@ -56,6 +59,31 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     throw failure.reason;
   }
   return stack;
+}
+
+const STACK_PREFIX = "relais-stack-";
+const OWNER_FILE = "owner.pid";
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Removes the folders of stacks whose owner died without tearing down (SIGKILL, or a test run
+ * interrupted before its global teardown). Their servers died with the owner (pdeathsig).
+ */
+async function sweepAbandoned(baseDir: string): Promise<void> {
+  const entries = await readdir(baseDir).catch(() => []);
+  for (const entry of entries.filter((name) => name.startsWith(STACK_PREFIX))) {
+    const dir = join(baseDir, entry);
+    const owner = Number(await readFile(join(dir, OWNER_FILE), "utf8").catch(() => "0"));
+    if (owner > 0 && !isAlive(owner)) await rm(dir, { recursive: true, force: true });
+  }
 }
 
 function makeStack(dir: string, servers: { nats?: NatsServer; redis?: RedisServer; kube?: KubeControlPlane }): Stack {

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { TestContext } from "node:test";
 import { Redis } from "ioredis";
-import { ManagedProcess, startRedis, waitUntil } from "#harness";
+import { ManagedProcess, startRedis, startStack, waitUntil } from "#harness";
 import { isRelaisError } from "#runtime";
 
 const cli = new URL("../../bin/relais.ts", import.meta.url).pathname;
@@ -71,6 +71,10 @@ describe("the harness's process lifecycle", () => {
     child.kill("SIGKILL");
     const leftover = await waitUntil(async () => (await processesIn(dir)).length === 0, { timeoutMs: 15_000 });
     assert.equal(leftover, "", `servers left running: ${(await processesIn(dir)).join(", ")}`);
+    // The next stack started on this machine removes the abandoned folder.
+    const next = await startStack({ components: [] });
+    await next.stop();
+    assert.equal(existsSync(dir), false, "the killed stack's folder was not swept");
   });
 
   it("reports a server that exits at start with its code and the end of its log", async (t) => {

@@ -126,6 +126,30 @@ describe("the Kubernetes control plane of the harness", () => {
     );
   });
 
+  it("turns a Deployment into a ReplicaSet, as a cluster's controller-manager does", async () => {
+    const apps = config.makeApiClient(k8s.AppsV1Api);
+    const labels = { app: "web" };
+    await apps.createNamespacedDeployment({
+      namespace,
+      body: {
+        metadata: { name: "web" },
+        spec: {
+          replicas: 2,
+          selector: { matchLabels: labels },
+          template: { metadata: { labels }, spec: { containers: [{ name: "web", image: "registry.invalid/web:1" }] } },
+        },
+      },
+    });
+    const reason = await waitUntil(
+      async () => {
+        const sets = await apps.listNamespacedReplicaSet({ namespace, labelSelector: "app=web" });
+        return sets.items.some((set) => set.metadata?.ownerReferences?.[0]?.name === "web" && set.spec?.replicas === 2);
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+    assert.equal(reason, "", `no ReplicaSet for the Deployment: ${reason}`);
+  });
+
   it("garbage-collects a dependent when its owner is deleted", async () => {
     const owner = await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: "owner" } } });
     await core.createNamespacedConfigMap({
