@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The one `relais` CLI: its first argument selects the process, so one image serves every pool.
 import { parseArgs } from "node:util";
+import { runIngest } from "#ingest";
 import { abortOnSignals, isRelaisError } from "#runtime";
 import { runStack } from "./stack.ts";
 
@@ -11,7 +12,7 @@ Commands:
   stack           start every real server the tests use (NATS, Redis, etcd, kube-apiserver,
                   kube-controller-manager) and print how to reach them, until Ctrl-C
   operator        reconcile Sender, Campaign and Automation resources (not available yet)
-  ingest          serve the Profiles & Data API (not available yet)
+  ingest          serve the Profiles & Data API (RELAIS_* environment: see docs/configuration.md)
   engage          run Automations and Campaigns (not available yet)
   deliver         run a Sender's delivery pool (not available yet)
 
@@ -49,8 +50,10 @@ async function main(argv: string[]): Promise<number> {
     case "local":
       // Until the operator's local mode lands, `local` brings up the servers it will run on.
       return runStack({ signal, only: values.only ?? "nats,redis", out: process.stdout, manifests: rest[0] });
-    case "operator":
     case "ingest":
+      await runIngest(process.env, signal);
+      return 0;
+    case "operator":
     case "engage":
     case "deliver":
       process.stderr.write(`relais ${command}: not available yet in this version\n`);

@@ -8,6 +8,13 @@ export const ErrorCodes = {
   RELAIS_SERVER_START_FAILED: "harness",
   RELAIS_SERVER_NOT_READY: "harness",
   RELAIS_CLI_USAGE: "cli",
+  RELAIS_HTTP_UNAUTHORIZED: "http",
+  RELAIS_HTTP_INVALID_REQUEST: "http",
+  RELAIS_HTTP_NOT_FOUND: "http",
+  RELAIS_HTTP_PAYLOAD_TOO_LARGE: "http",
+  RELAIS_HTTP_RATE_LIMITED: "http",
+  RELAIS_HTTP_UNAVAILABLE: "http",
+  RELAIS_PROFILE_TOO_MANY_FIELDS: "profiles",
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

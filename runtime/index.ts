@@ -6,3 +6,8 @@ export { REDACT_PATHS, createLogger } from "./log.ts";
 export type { ErrorCategory, ErrorCode } from "./errors.ts";
 export type { Runnable } from "./lifecycle.ts";
 export type { Logger, LoggerOptions } from "./log.ts";
+
+export { envName, parseConfig } from "./config.ts";
+export * from "./wire/index.ts";
+export { connectNats, connectRedis } from "./connections.ts";
+export { registerProcessMetrics } from "./metrics.ts";

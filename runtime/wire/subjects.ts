@@ -1,0 +1,30 @@
+// Stream and subject names: everything that crosses a process boundary is named here.
+
+export const Streams = {
+  events: "RELAIS_EVENTS",
+  sends: "RELAIS_SENDS",
+  feedback: "RELAIS_FEEDBACK",
+} as const;
+
+/** Reserved event name (not a valid user event name) announcing a profile's erasure. */
+export const ERASE_EVENT = "$erase";
+
+export const Subjects = {
+  /** relais.events.<namespace>.<eventName> */
+  event: (namespace: string, eventName: string): string => `relais.events.${namespace}.${eventName}`,
+  eventsOf: (namespace: string): string => `relais.events.${namespace}.>`,
+  allEvents: "relais.events.>",
+  /** relais.sends.<namespace>.<sender> */
+  send: (namespace: string, sender: string): string => `relais.sends.${namespace}.${sender}`,
+  allSends: "relais.sends.>",
+  /** relais.feedback.<namespace>.<outcome> */
+  feedback: (namespace: string, outcome: string): string => `relais.feedback.${namespace}.${outcome}`,
+  allFeedback: "relais.feedback.>",
+} as const;
+
+/** Parses relais.<kind>.<namespace>.<last> back into its namespace and last token. */
+export function splitSubject(subject: string): { namespace: string; last: string } | undefined {
+  const parts = subject.split(".");
+  if (parts.length !== 4 || parts[0] !== "relais") return undefined;
+  return { namespace: parts[2] ?? "", last: parts[3] ?? "" };
+}
