@@ -14,8 +14,12 @@ export async function connectNats(url: string, name: string): Promise<NatsConnec
   });
 }
 
-export function connectRedis(url: string, name: string): Redis {
-  return new Redis(url, {
+/**
+ * A Redis client that reconnects forever. `onError` hears connection errors (ioredis emits one per
+ * failed reconnect attempt; without a listener it prints them as unhandled).
+ */
+export function connectRedis(url: string, name: string, onError: (error: Error) => void = () => undefined): Redis {
+  const client = new Redis(url, {
     connectionName: name,
     // A command issued while Redis is away fails after a short wait instead of queueing forever,
     // so an HTTP request gets a 503 and the client retries.
@@ -23,4 +27,6 @@ export function connectRedis(url: string, name: string): Redis {
     enableOfflineQueue: true,
     retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
   });
+  client.on("error", onError);
+  return client;
 }

@@ -1,6 +1,7 @@
 // What a test file uses to reach the shared servers, and to stay out of other tests' way.
 import { randomBytes } from "node:crypto";
 import { after, before } from "node:test";
+import type { TestContext } from "node:test";
 import { startStack, StackEnv } from "./stack.ts";
 import type { Component, Stack } from "./stack.ts";
 
@@ -73,4 +74,33 @@ export function useStack(components: readonly Component[]): StackInfo {
   // Registered here, not inside `before`: an `after` called in a hook would run when the hook ends.
   after(() => own?.stop());
   return info;
+}
+
+const deferred = new WeakMap<TestContext, (() => unknown)[]>();
+
+/**
+ * Registers teardown for a test, run in reverse order of registration once the test ends (as Go's
+ * defer), so a connection closes before the server it talks to stops. node:test's own t.after
+ * runs hooks first-in, first-out. Every teardown runs even if one fails; the first error is
+ * rethrown.
+ */
+export function defer(t: TestContext, teardown: () => unknown): void {
+  let stack = deferred.get(t);
+  if (stack === undefined) {
+    const created: (() => unknown)[] = [];
+    deferred.set(t, created);
+    t.after(async () => {
+      let first: unknown;
+      for (let next = created.pop(); next !== undefined; next = created.pop()) {
+        try {
+          await next();
+        } catch (error) {
+          first ??= error;
+        }
+      }
+      if (first !== undefined) throw first;
+    });
+    stack = created;
+  }
+  stack.push(teardown);
 }

@@ -5,7 +5,7 @@ export { freePort, waitUntil } from "./net.ts";
 export { ManagedProcess } from "./process.ts";
 export { startEtcd, startNats, startRedis } from "./servers.ts";
 export { Components, StackEnv, startStack } from "./stack.ts";
-export { uniqueName, useStack } from "./context.ts";
+export { defer, uniqueName, useStack } from "./context.ts";
 export { Tools, hasTool, provisionedBinDir, toolPath } from "./tools.ts";
 
 export type { KubeControlPlane } from "./kube.ts";

@@ -46,7 +46,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logger: typeof deps.logger === "boolean" ? deps.logger : undefined,
     bodyLimit: LIMITS.bodyBytes,
     // Link tokens (with a signed click URL) are path parameters longer than fastify's default 100.
-    maxParamLength: 8192,
+    routerOptions: { maxParamLength: 8192 },
     // secure-json-parse rejects __proto__ and constructor.prototype keys (prototype pollution).
     onProtoPoisoning: "error",
     onConstructorPoisoning: "error",
