@@ -22,11 +22,11 @@ interface Client {
 /** Sends batches of 10 events until stopped, retrying each batch until it gets a 2xx. */
 function startClient(f: IngestFixture): Client {
   const acknowledged = new Set<string>();
-  let running = true;
+  const stopped = new AbortController();
   let retries = 0;
   let batch = 0;
   const loop = (async () => {
-    while (running) {
+    while (!stopped.signal.aborted) {
       const events = Array.from({ length: 10 }, (_, i) => ({ profileId: `p${i}`, name: "heartbeat", id: `b${batch}-${i}` }));
       batch++;
       for (;;) {
@@ -45,7 +45,7 @@ function startClient(f: IngestFixture): Client {
       return retries;
     },
     stop: async () => {
-      running = false;
+      stopped.abort();
       await loop;
     },
   };
