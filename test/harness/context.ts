@@ -98,7 +98,7 @@ export function defer(t: TestContext, teardown: () => unknown): void {
           first ??= error;
         }
       }
-      if (first !== undefined) throw first instanceof Error ? first : new Error(String(first));
+      if (first !== undefined) throw first instanceof Error ? first : new Error("teardown failed", { cause: first });
     });
     stack = created;
   }
