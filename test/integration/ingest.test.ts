@@ -142,6 +142,21 @@ describe("identify", () => {
     assert.equal((await view(f, "dave")).statusCode, 404);
   });
 
+  it("refuses with 422 an update that would grow a profile past its field bound, writing none of it", async (t) => {
+    const f = await ingestFixture(t, stack);
+    const batch = (from: number) => Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`attr${from + i}`, i]));
+    assert.equal((await put(f, "big", { attributes: batch(0) })).statusCode, 201);
+    assert.equal((await put(f, "big", { attributes: batch(200) })).statusCode, 200);
+    const refused = await put(f, "big", {
+      attributes: { ...Object.fromEntries(Object.entries(batch(400)).slice(1)), attr0: "changed" },
+    });
+    assert.equal(refused.statusCode, 422);
+    assert.equal(refused.json<ErrorBody>().error.code, "RELAIS_PROFILE_TOO_MANY_FIELDS");
+    const attributes = (await view(f, "big")).json<ProfileView>().attributes;
+    assert.equal(Object.keys(attributes).length, 400);
+    assert.equal(attributes.attr0, 0, "nothing of the refused update was written");
+  });
+
   it("stores Web Push subscriptions per endpoint and never shows their keys", async (t) => {
     const f = await ingestFixture(t, stack);
     const subscription = (n: number) => ({

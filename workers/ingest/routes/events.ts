@@ -22,6 +22,8 @@ export function eventRoutes(service: IngestService, metrics: IngestMetrics): Fas
             503: errorResponseSchema,
           },
         },
+        // Validation errors reach the handler, which counts the rejected events before answering.
+        attachValidation: true,
         // A batch over the count limit is "too large", like a body over the byte limit.
         preValidation: async (request, reply) => {
           const events = (request.body as { events?: unknown } | undefined)?.events;
@@ -40,6 +42,11 @@ export function eventRoutes(service: IngestService, metrics: IngestMetrics): Fas
       },
       async (request, reply) => {
         const namespace = request.caller.namespace;
+        if (request.validationError !== undefined) {
+          const events = (request.body as { events?: unknown } | undefined)?.events;
+          metrics.events.inc({ namespace, outcome: "rejected", reason: "invalid" }, Array.isArray(events) ? events.length : 1);
+          throw request.validationError;
+        }
         const result = await service.track(namespace, request.body);
         if (result.kind === "unavailable") {
           metrics.events.inc({ namespace, outcome: "rejected", reason: "unavailable" }, request.body.events.length);
