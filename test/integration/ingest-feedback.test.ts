@@ -43,13 +43,29 @@ describe("the feedback consumer", () => {
     const at = new Date().toISOString();
     const send = (message: FeedbackMessage) =>
       f.js.publish(Subjects.feedback(f.namespace, message.outcome), JSON.stringify(message));
-    await send({ namespace: f.namespace, outcome: "bounced", profileId: "bounced", address: "gone@example.com", reason: "5.1.1", at });
+    await send({
+      namespace: f.namespace,
+      outcome: "bounced",
+      profileId: "bounced",
+      address: "gone@example.com",
+      reason: "5.1.1",
+      at,
+    });
     await send({ namespace: f.namespace, outcome: "complained", profileId: "angry", address: "angry@example.com", at });
-    await send({ namespace: f.namespace, outcome: "expired", profileId: "pushy", address: endpoint, channel: "webpush", at });
+    await send({
+      namespace: f.namespace,
+      outcome: "expired",
+      profileId: "pushy",
+      address: endpoint,
+      channel: "webpush",
+      at,
+    });
     await f.js.publish(Subjects.feedback(f.namespace, "bounced"), "not json");
 
     const applied = await waitUntil(
-      async () => (await profile(f, "pushy")).webPushSubscriptions.length === 0 && (await profile(f, "angry")).email.suppressed !== null,
+      async () =>
+        (await profile(f, "pushy")).webPushSubscriptions.length === 0 &&
+        (await profile(f, "angry")).email.suppressed !== null,
       { timeoutMs: 10_000 },
     );
     assert.equal(applied, "", "feedback was not applied");

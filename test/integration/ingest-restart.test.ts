@@ -27,10 +27,19 @@ function startClient(f: IngestFixture): Client {
   let batch = 0;
   const loop = (async () => {
     while (!stopped.signal.aborted) {
-      const events = Array.from({ length: 10 }, (_, i) => ({ profileId: `p${i}`, name: "heartbeat", id: `b${batch}-${i}` }));
+      const events = Array.from({ length: 10 }, (_, i) => ({
+        profileId: `p${i}`,
+        name: "heartbeat",
+        id: `b${batch}-${i}`,
+      }));
       batch++;
       for (;;) {
-        const response = await f.app.inject({ method: "POST", url: "/v1/events", headers: { authorization: f.auth }, payload: { events } });
+        const response = await f.app.inject({
+          method: "POST",
+          url: "/v1/events",
+          headers: { authorization: f.auth },
+          payload: { events },
+        });
         if (response.statusCode === 202) break;
         assert.equal(response.statusCode, 503, `unexpected ${response.statusCode}: ${response.body}`);
         retries++;
@@ -85,6 +94,8 @@ describe("ingest across server restarts", () => {
     const lost = [...client.acknowledged].filter((id) => !distinct.has(id));
     assert.deepEqual(lost, [], "acknowledged events missing from RELAIS_EVENTS");
     assert.ok(client.acknowledged.size > 100, `the client got too few batches through: ${client.acknowledged.size}`);
-    t.diagnostic(`acknowledged ${client.acknowledged.size} events, ${client.retries} retried requests, ${stored.length} stored`);
+    t.diagnostic(
+      `acknowledged ${client.acknowledged.size} events, ${client.retries} retried requests, ${stored.length} stored`,
+    );
   });
 });

@@ -44,7 +44,10 @@ export function eventRoutes(service: IngestService, metrics: IngestMetrics): Fas
         const namespace = request.caller.namespace;
         if (request.validationError !== undefined) {
           const events = (request.body as { events?: unknown } | undefined)?.events;
-          metrics.events.inc({ namespace, outcome: "rejected", reason: "invalid" }, Array.isArray(events) ? events.length : 1);
+          metrics.events.inc(
+            { namespace, outcome: "rejected", reason: "invalid" },
+            Array.isArray(events) ? events.length : 1,
+          );
           throw request.validationError;
         }
         const result = await service.track(namespace, request.body);
