@@ -1,15 +1,26 @@
 // Redis key builders. Every key of a namespace carries the hash tag {<namespace>} so a namespace's
 // keys share a Redis Cluster slot and Lua scripts may touch several of them atomically.
 
+import { createHash } from "node:crypto";
+
 const prefix = (namespace: string): string => `relais:{${namespace}}:`;
+
+/** Field names inside a profile hash that other processes read. */
+export const ProfileFields = {
+  attribute: (name: string): string => `a:${name}`,
+  /** A push subscription's field: stable per endpoint, bounded length. */
+  push: (endpoint: string): string => `w:${createHash("sha256").update(endpoint).digest("base64url").slice(0, 22)}`,
+} as const;
 
 export const RedisKeys = {
   /** HASH of one profile: a:<attribute>, email, emailSubscription, w:<endpoint hash>, ... */
   profile: (namespace: string, profileId: string): string => `${prefix(namespace)}p:${profileId}`,
   /** LIST of the profile's latest events (newest first), trimmed to a bound. */
-  profileEvents: (namespace: string, profileId: string): string => `${prefix(namespace)}p:${profileId}:events`,
+  // Each per-profile key kind has its own prefix: an id may contain ":", so a suffix such as
+  // "p:<id>:events" could be another profile's hash key.
+  profileEvents: (namespace: string, profileId: string): string => `${prefix(namespace)}e:${profileId}`,
   /** LIST of the profile's email subscription changes (newest first), trimmed to a bound. */
-  subscriptionHistory: (namespace: string, profileId: string): string => `${prefix(namespace)}p:${profileId}:subs`,
+  subscriptionHistory: (namespace: string, profileId: string): string => `${prefix(namespace)}s:${profileId}`,
   /** ZSET profileId -> last activity (ms): every profile of the namespace, oldest activity first. */
   activity: (namespace: string): string => `${prefix(namespace)}activity`,
   /** SET of profile ids with this (normalised) email address. */
@@ -18,6 +29,13 @@ export const RedisKeys = {
   domainIndex: (namespace: string, domain: string): string => `${prefix(namespace)}domain:${domain}`,
   /** HASH email -> JSON {reason, at}: addresses never to send to (hard bounce, complaint). */
   suppressed: (namespace: string): string => `${prefix(namespace)}suppressed`,
+  /** HASH {tokens, ts}: a Sender's pool-wide token bucket (expires when idle). */
+  rateBucket: (namespace: string, sender: string): string => `${prefix(namespace)}rate:${sender}`,
+  /** HASH {tokens, ts}: a Sender's token bucket for one recipient domain. */
+  domainRateBucket: (namespace: string, sender: string, domain: string): string =>
+    `${prefix(namespace)}rate:${sender}:${domain}`,
+  /** STRING with a TTL: "pending:<owner>" while a send is in flight, "done:<outcome>" after. */
+  sendRecord: (namespace: string, sendId: string): string => `${prefix(namespace)}send:${sendId}`,
   /** STRING with a TTL: marks an event id as recorded in profile history. */
   eventSeen: (namespace: string, eventId: string): string => `${prefix(namespace)}evseen:${eventId}`,
 } as const;

@@ -52,6 +52,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     onConstructorPoisoning: "error",
     requestIdHeader: "x-request-id",
     return503OnClosing: true,
+    // Errors the router raises before any route (a malformed %-escape, an overlong parameter)
+    // answer in the API's error shape too.
+    frameworkErrors: (error, _request, reply) => {
+      const code = error.statusCode === 414 ? "RELAIS_HTTP_PAYLOAD_TOO_LARGE" : "RELAIS_HTTP_INVALID_REQUEST";
+      void sendError(reply, code, error.message);
+    },
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -66,7 +72,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       );
     }
     if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
-      return sendError(reply, "RELAIS_HTTP_PAYLOAD_TOO_LARGE", `body: at most ${LIMITS.bodyBytes} bytes`);
+      return sendError(
+        reply,
+        "RELAIS_HTTP_PAYLOAD_TOO_LARGE",
+        `body: at most ${request.routeOptions.bodyLimit} bytes`,
+      );
     }
     if (error.statusCode !== undefined && error.statusCode < 500) {
       const code = error.statusCode === 404 ? "RELAIS_HTTP_NOT_FOUND" : "RELAIS_HTTP_INVALID_REQUEST";

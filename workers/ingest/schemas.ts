@@ -5,6 +5,8 @@ import { z } from "zod";
 export const LIMITS = {
   bodyBytes: 1024 * 1024,
   eventsPerBatch: 1000,
+  /** One event as stored on RELAIS_EVENTS; NATS refuses messages over its max payload (1 MiB). */
+  eventBytes: 512 * 1024,
   attributesPerRequest: 200,
   jsonDepth: 8,
 } as const;

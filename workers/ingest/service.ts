@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import type { EventMessage } from "#runtime";
 import type { ProfilePatch, ProfileStore, ProfileView, EraseSummary } from "./profiles/store.ts";
 import type { Publisher } from "./publisher.ts";
+import { LIMITS } from "./schemas.ts";
 import type { IdentifyBody, TrackBody } from "./schemas.ts";
 
 export interface IngestService {
@@ -27,7 +28,11 @@ export interface Unavailable {
 
 export type IdentifyOutcome =
   Exclude<Awaited<ReturnType<ProfileStore["identify"]>>, { kind: "notFound" }> | Unavailable;
-export type TrackOutcome = { kind: "accepted"; ids: string[]; accepted: number; duplicates: number } | Unavailable;
+export type TrackOutcome =
+  | { kind: "accepted"; ids: string[]; accepted: number; duplicates: number }
+  /** An event too large to store; nothing of the batch was written. */
+  | { kind: "eventTooLarge"; index: number; bytes: number }
+  | Unavailable;
 export type ViewOutcome = { kind: "found"; profile: ProfileView } | { kind: "notFound" } | Unavailable;
 export type EraseOutcome = { kind: "erased"; removed: EraseSummary } | { kind: "notFound" } | Unavailable;
 
@@ -90,6 +95,10 @@ export function createIngestService(deps: ServiceDeps): IngestService {
         receivedAt,
         attributes: event.attributes ?? {},
       }));
+      const tooLarge = events.findIndex((event) => Buffer.byteLength(JSON.stringify(event)) > LIMITS.eventBytes);
+      if (tooLarge >= 0) {
+        return { kind: "eventTooLarge", index: tooLarge, bytes: Buffer.byteLength(JSON.stringify(events[tooLarge])) };
+      }
       // JetStream first: it is the record engage consumes. A retry after a Redis failure finds
       // the events already stored (same msgID) and completes the profile history.
       try {

@@ -64,7 +64,7 @@ if patch.subscription ~= nil then
   local old = redis.call('HGET', profile, 'emailSubscription')
   if old ~= patch.subscription.status then
     redis.call('HSET', profile, 'emailSubscription', patch.subscription.status, 'emailSubscriptionAt', nowIso)
-    local subs = prefix .. 'p:' .. id .. ':subs'
+    local subs = prefix .. 's:' .. id
     redis.call('LPUSH', subs, cjson.encode({status = patch.subscription.status, at = nowIso, source = patch.subscription.source}))
     redis.call('LTRIM', subs, 0, 49)
   end
@@ -81,7 +81,8 @@ return {created, ''}
 
 /**
  * record events: ARGV = prefix, nowMs, nowIso, historyMax, seenTtlSeconds, then per event:
- * eventId, profileId, event JSON, event time ms. Returns 1 (recorded) or 0 (already recorded)
+ * eventId, profileId, event JSON, event time ms, event timestamp (RFC 3339). The event JSON is
+ * stored, never decoded: cjson refuses some strings JSON.stringify writes (lone surrogates). Returns 1 (recorded) or 0 (already recorded)
  * per event. Activity is scored at the event's time but never in the future, so a client clock
  * ahead of ours cannot keep a profile from the inactive purge.
  */
@@ -89,17 +90,18 @@ export const RECORD_EVENTS = `${helpers}
 local prefix, nowMs, nowIso = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local historyMax, seenTtl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local results = {}
-for i = 6, #ARGV, 4 do
+for i = 6, #ARGV, 5 do
   local eventId, id, json, atMs = ARGV[i], ARGV[i + 1], ARGV[i + 2], math.min(tonumber(ARGV[i + 3]), nowMs)
+  local timestamp = ARGV[i + 4]
   if redis.call('SET', prefix .. 'evseen:' .. eventId, '1', 'NX', 'EX', seenTtl) then
     local profile = prefix .. 'p:' .. id
     touch(prefix, id, profile, atMs, nowIso)
-    local events = profile .. ':events'
+    local events = prefix .. 'e:' .. id
     redis.call('LPUSH', events, json)
     redis.call('LTRIM', events, 0, historyMax - 1)
     local last = redis.call('HGET', profile, 'lastActivityMs')
     if not last or tonumber(last) < atMs then
-      redis.call('HSET', profile, 'lastActivityMs', atMs, 'lastActivityAt', cjson.decode(json).timestamp)
+      redis.call('HSET', profile, 'lastActivityMs', atMs, 'lastActivityAt', timestamp)
     end
     table.insert(results, 1)
   else
@@ -122,12 +124,12 @@ local push = 0
 for _, field in ipairs(redis.call('HKEYS', profile)) do
   if string.sub(field, 1, 2) == 'w:' then push = push + 1 end
 end
-local events = redis.call('LLEN', profile .. ':events')
+local events = redis.call('LLEN', prefix .. 'e:' .. id)
 if email then
   redis.call('SREM', prefix .. 'email:' .. email, id)
   redis.call('SREM', prefix .. 'domain:' .. domainOf(email), id)
 end
-redis.call('DEL', profile, profile .. ':events', profile .. ':subs')
+redis.call('DEL', profile, prefix .. 'e:' .. id, prefix .. 's:' .. id)
 local indexed = redis.call('ZREM', prefix .. 'activity', id)
 return {math.max(existed, indexed), events, push, email and 1 or 0}
 `;

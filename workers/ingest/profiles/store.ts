@@ -1,8 +1,7 @@
 // The unified profile store: one Redis hash per profile, bounded histories, and the indexes that
 // campaigns and suppression need. Every write is one Lua script, so it is atomic.
-import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
-import { RedisKeys } from "#runtime";
+import { ProfileFields, RedisKeys } from "#runtime";
 import type { EventMessage } from "#runtime";
 import { ERASE, IDENTIFY, RECORD_EVENTS } from "./scripts.ts";
 
@@ -62,9 +61,9 @@ export interface EraseSummary {
   email: boolean;
 }
 
-/** The field of a push subscription in the profile hash: stable per endpoint, bounded length. */
+/** The field of a push subscription in the profile hash, without its "w:" prefix. */
 export function pushField(endpoint: string): string {
-  return createHash("sha256").update(endpoint).digest("base64url").slice(0, 22);
+  return ProfileFields.push(endpoint).slice(2);
 }
 
 type ScriptRunner = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
@@ -169,7 +168,7 @@ export class ProfileStore {
     ];
     for (const event of events) {
       const history = { id: event.id, name: event.name, timestamp: event.timestamp, attributes: event.attributes };
-      args.push(event.id, event.profileId, JSON.stringify(history), Date.parse(event.timestamp));
+      args.push(event.id, event.profileId, JSON.stringify(history), Date.parse(event.timestamp), event.timestamp);
     }
     const results = (await this.#record(0, ...args)) as number[];
     return results.map((result) => result === 1);

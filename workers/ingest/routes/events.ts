@@ -59,6 +59,14 @@ export function eventRoutes(service: IngestService, metrics: IngestMetrics): Fas
             `${result.dependency} unavailable; retry`,
           );
         }
+        if (result.kind === "eventTooLarge") {
+          metrics.events.inc({ namespace, outcome: "rejected", reason: "too_large" }, request.body.events.length);
+          return sendError(
+            reply,
+            "RELAIS_HTTP_PAYLOAD_TOO_LARGE",
+            `body.events[${result.index}]: ${result.bytes} bytes, at most ${LIMITS.eventBytes} per event`,
+          );
+        }
         metrics.events.inc({ namespace, outcome: "accepted", reason: "" }, result.accepted);
         metrics.events.inc({ namespace, outcome: "duplicate", reason: "" }, result.duplicates);
         return reply.code(202).send({ accepted: result.accepted, duplicates: result.duplicates, ids: result.ids });

@@ -99,9 +99,12 @@ export function publicRoutes(deps: PublicRouteDeps): FastifyPluginAsync {
 
     routes.get("/c/:token", { schema: { hide: true, params } }, async (request, reply) => {
       const payload = verify(request.params.token, TokenKinds.click);
-      if (payload?.url === undefined || !/^https?:\/\//.test(payload.url)) return notFound(reply);
+      const target = payload?.url !== undefined && URL.canParse(payload.url) ? new URL(payload.url) : undefined;
+      if (payload === undefined || target === undefined || !["http:", "https:"].includes(target.protocol))
+        return notFound(reply);
       await report(payload, FeedbackOutcomes.clicked, reply);
-      return reply.header("cache-control", "no-store").redirect(payload.url, 302);
+      // href is the URL serialised with percent-encoding: no control or non-Latin-1 character in Location.
+      return reply.header("cache-control", "no-store").redirect(target.href, 302);
     });
   };
 }
