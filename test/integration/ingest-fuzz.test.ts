@@ -1543,7 +1543,8 @@ describe("recipients' links under random input", () => {
             assert.deepEqual(sent.wrote, outcome("opened"), sent.label);
             return;
           case "c": {
-            const redirectable = /^https?:\/\//.test(target);
+            // Schemes are case-insensitive (RFC 3986 §3.1): HTTPS://x is redirectable too.
+            const redirectable = /^https?:\/\//i.test(target);
             const plain = /^[\u0021-\u007e]*$/.test(target);
             if (!redirectable) assert.equal(status, 404, sent.label);
             else if (plain) assert.equal(status, 302, sent.label);

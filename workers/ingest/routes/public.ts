@@ -99,7 +99,9 @@ export function publicRoutes(deps: PublicRouteDeps): FastifyPluginAsync {
 
     routes.get("/c/:token", { schema: { hide: true, params } }, async (request, reply) => {
       const payload = verify(request.params.token, TokenKinds.click);
-      const target = payload?.url !== undefined && URL.canParse(payload.url) ? new URL(payload.url) : undefined;
+      const signed = payload?.url;
+      const target =
+        signed !== undefined && /^https?:\/\//i.test(signed) && URL.canParse(signed) ? new URL(signed) : undefined;
       if (payload === undefined || target === undefined || !["http:", "https:"].includes(target.protocol))
         return notFound(reply);
       await report(payload, FeedbackOutcomes.clicked, reply);
