@@ -7,6 +7,8 @@ export { startEtcd, startNats, startRedis } from "./servers.ts";
 export { Components, StackEnv, startStack } from "./stack.ts";
 export { defer, uniqueName, useStack } from "./context.ts";
 export { Tools, hasTool, provisionedBinDir, toolPath } from "./tools.ts";
+export { generateDkimKey, startSmtpSink } from "./smtp.ts";
+export { startSparkPostEndpoint } from "./sparkpost.ts";
 
 export type { KubeControlPlane } from "./kube.ts";
 export type { ProcessSpec } from "./process.ts";
@@ -14,3 +16,13 @@ export type { EtcdServer, NatsServer, RedisServer, Server } from "./servers.ts";
 export type { Component, Stack, StackOptions } from "./stack.ts";
 export type { StackInfo } from "./context.ts";
 export type { Tool } from "./tools.ts";
+export type { DkimResult, ReceivedMail, SmtpSink, SmtpSinkOptions, SmtpTlsMode } from "./smtp.ts";
+export type {
+  ErrorResponse,
+  ReceivedTransmission,
+  SparkPostEndpoint,
+  SparkPostError,
+  TransmissionContent,
+  TransmissionRequest,
+  TransmissionResponse,
+} from "./sparkpost.ts";
