@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The one `relais` CLI: its first argument selects the process, so one image serves every pool.
 import { parseArgs } from "node:util";
+import { runDeliver } from "#deliver";
 import { runIngest } from "#ingest";
 import { abortOnSignals, isRelaisError } from "#runtime";
 import { runStack } from "./stack.ts";
@@ -14,7 +15,7 @@ Commands:
   operator        reconcile Sender, Campaign and Automation resources (not available yet)
   ingest          serve the Profiles & Data API (RELAIS_* environment: see docs/configuration.md)
   engage          run Automations and Campaigns (not available yet)
-  deliver         run a Sender's delivery pool (not available yet)
+  deliver         run one Sender's delivery pool (RELAIS_NAMESPACE, RELAIS_SENDER: see docs/configuration.md)
 
 Options:
   --only a,b      with stack: start only these of nats, redis, kube
@@ -53,9 +54,11 @@ async function main(argv: string[]): Promise<number> {
     case "ingest":
       await runIngest(process.env, signal);
       return 0;
+    case "deliver":
+      await runDeliver(process.env, signal);
+      return 0;
     case "operator":
     case "engage":
-    case "deliver":
       process.stderr.write(`relais ${command}: not available yet in this version\n`);
       return 2;
   }

@@ -11,3 +11,5 @@ export { envName, parseConfig } from "./config.ts";
 export * from "./wire/index.ts";
 export { connectNats, connectRedis } from "./connections.ts";
 export { registerProcessMetrics } from "./metrics.ts";
+export { startOpsServer } from "./http.ts";
+export type { OpsServer, OpsServerOptions } from "./http.ts";

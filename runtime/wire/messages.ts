@@ -53,3 +53,29 @@ export const feedbackMessageSchema = z.strictObject({
   at: z.string(),
 });
 export type FeedbackMessage = z.infer<typeof feedbackMessageSchema>;
+
+/** Where a send job comes from: its template lives in the config KV under this kind and name. */
+export const sendSourceSchema = z.strictObject({
+  kind: z.enum(["Campaign", "Automation"]),
+  name: z.string().min(1).max(253),
+  /** Campaign run or automation instance, for reports. */
+  runId: z.string().max(256).optional(),
+});
+
+/** One message to send, on RELAIS_SENDS (subject relais.sends.<namespace>.<sender>). */
+export const sendJobSchema = z.strictObject({
+  /** Idempotency key, also the Nats-Msg-Id: run + profile + destination, or instance + step. */
+  id: z.string().min(1).max(512),
+  namespace: z.string().min(1).max(63),
+  sender: z.string().min(1).max(253),
+  profileId: z.string().min(1).max(256),
+  source: sendSourceSchema,
+  /** Sent to opted-out profiles too (subscription: all). Suppressed addresses never are. */
+  transactional: z.boolean(),
+  /** Web Push: the one subscription endpoint this job targets (a profile may have several). */
+  endpoint: z.string().max(2048).optional(),
+  /** The triggering event of an automation, for templates (`trigger`, `event`). */
+  event: z.record(z.string(), z.unknown()).optional(),
+  createdAt: z.string(),
+});
+export type SendJob = z.infer<typeof sendJobSchema>;

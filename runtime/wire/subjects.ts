@@ -28,3 +28,9 @@ export function splitSubject(subject: string): { namespace: string; last: string
   if (parts.length !== 4 || parts[0] !== "relais") return undefined;
   return { namespace: parts[2] ?? "", last: parts[3] ?? "" };
 }
+
+/** Durable consumer names (no dots allowed in them). */
+export const ConsumerNames = {
+  deliver: (namespace: string, sender: string): string => `deliver_${namespace}_${sender}`.replace(/\./g, "_"),
+  engage: "engage",
+} as const;

@@ -1,0 +1,47 @@
+// What to do with a claimed send before rendering: whom to send to, or why not.
+import type { SendJob } from "#runtime";
+import { ProfileFields } from "#runtime";
+import type { RenderProfile } from "./render.ts";
+import type { SkipReason } from "./metrics.ts";
+import type { ClaimedProfile } from "./store.ts";
+
+export type Recipient =
+  | { kind: "email"; profile: RenderProfile; address: string }
+  | {
+      kind: "webpush";
+      profile: RenderProfile;
+      subscription: { endpoint: string; keys: { p256dh: string; auth: string } };
+    };
+
+export type Decision = { kind: "send"; recipient: Recipient } | { kind: "skip"; reason: SkipReason };
+
+function renderProfile(id: string, hash: Record<string, string>): RenderProfile {
+  const attributes: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(hash)) {
+    if (field.startsWith("a:")) attributes[field.slice(2)] = JSON.parse(value) as unknown;
+  }
+  return {
+    id,
+    email: hash.email ?? null,
+    language: hash.language ?? null,
+    timezone: hash.timezone ?? null,
+    attributes,
+  };
+}
+
+/** Decides a send from the profile as claimed. Suppression wins over everything, even transactional. */
+export function decide(job: SendJob, channel: "email" | "webpush", claim: ClaimedProfile): Decision {
+  const hash = claim.profile;
+  if (hash === undefined) return { kind: "skip", reason: "no_profile" };
+  const profile = renderProfile(job.profileId, hash);
+  if (channel === "webpush") {
+    const stored = job.endpoint === undefined ? undefined : hash[ProfileFields.push(job.endpoint)];
+    if (stored === undefined) return { kind: "skip", reason: "no_subscription" };
+    const subscription = JSON.parse(stored) as { endpoint: string; keys: { p256dh: string; auth: string } };
+    return { kind: "send", recipient: { kind: "webpush", profile, subscription } };
+  }
+  if (profile.email === null) return { kind: "skip", reason: "no_address" };
+  if (claim.suppressed !== undefined) return { kind: "skip", reason: "suppressed" };
+  if (!job.transactional && hash.emailSubscription === "unsubscribed") return { kind: "skip", reason: "opt_out" };
+  return { kind: "send", recipient: { kind: "email", profile, address: profile.email } };
+}

@@ -1,0 +1,371 @@
+// The delivery pipeline of one Sender's pool: fetch a batch (pool.concurrency jobs), claim and read
+// profiles (1 Redis round trip), render, take rate-limit tokens (1 round trip per attempt), send
+// concurrently, record outcomes (1 round trip), report them, then ack. A send is marked done in
+// Redis before its message is acked, so a redelivery after a crash between the two is recognised
+// and not sent again; a crash between send and mark is the only window for a duplicate.
+import type { Consumer, JsMsg } from "@nats-io/jetstream";
+import { sendJobSchema } from "#runtime";
+import type { FeedbackMessage, Logger, Runnable, SendJob } from "#runtime";
+import type { RenderedMessage, SendResult } from "./channel.ts";
+import type { ConfigView, SenderState, TemplateLookup } from "./config-view.ts";
+import { decide } from "./decide.ts";
+import type { Recipient } from "./decide.ts";
+import type { DeliverMetrics, DeliverOutcome, SkipReason } from "./metrics.ts";
+import { durationSeconds, renderEmail, renderPush } from "./render.ts";
+import type { LinkOptions } from "./render.ts";
+import type { DeliverStore } from "./store.ts";
+import { CLAIM_TTL_MS } from "./store.ts";
+
+export interface PipelineDeps {
+  namespace: string;
+  sender: string;
+  consumer: Consumer;
+  store: DeliverStore;
+  config: ConfigView;
+  metrics: DeliverMetrics;
+  log: Logger;
+  links: LinkOptions;
+  /** Publishes an outcome; rejections are logged, never fatal. */
+  feedback: (message: FeedbackMessage, messageId: string) => Promise<void>;
+  now?: () => Date;
+}
+
+/** One fetched job on its way through the pipeline. */
+interface Item {
+  message: JsMsg;
+  job: SendJob;
+  template?: TemplateLookup;
+  recipient?: Recipient;
+  rendered?: RenderedMessage;
+  result?: Final;
+}
+
+/** How an item ends this attempt. */
+type Final =
+  | { kind: "outcome"; outcome: "sent" | "failed" | "bounced" | "expired"; reason?: string; address?: string }
+  | { kind: "skip"; reason: SkipReason }
+  | { kind: "retry"; delayMs: number; reason: string }
+  | { kind: "duplicate" }
+  | { kind: "busy" };
+
+const MISSING_CONFIG_RETRY_MS = 5000;
+const MISSING_CONFIG_MAX_DELIVERIES = 60;
+
+function backoffMs(spec: SenderState["spec"], attempt: number): number {
+  const initial = durationSeconds(spec.retry.initialBackoff) * 1000;
+  const max = durationSeconds(spec.retry.maxBackoff) * 1000;
+  const base = Math.min(max, initial * 2 ** Math.max(0, attempt - 1));
+  return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+function channelOf(spec: SenderState["spec"]): "email" | "webpush" {
+  return spec.channel;
+}
+
+export class DeliveryPipeline implements Runnable {
+  readonly #deps: PipelineDeps;
+  readonly #labels: { namespace: string; sender: string };
+  #ready = false;
+
+  constructor(deps: PipelineDeps) {
+    this.#deps = deps;
+    this.#labels = { namespace: deps.namespace, sender: deps.sender };
+  }
+
+  /** True while the Sender's config and channel are in place and batches are being fetched. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const sender = await this.#deps.config.sender();
+      if (sender?.channel.kind !== "built") {
+        this.#ready = false;
+        await sleep(1000, signal);
+        continue;
+      }
+      this.#ready = true;
+      const messages: JsMsg[] = [];
+      const batch = await this.#deps.consumer.fetch({ max_messages: sender.spec.pool.concurrency, expires: 1000 });
+      for await (const message of batch) messages.push(message);
+      // A fetched batch is finished even when the signal aborts meanwhile: that is the drain.
+      if (messages.length > 0) await this.processBatch(sender, messages, signal);
+    }
+    this.#ready = false;
+  }
+
+  /** Processes one batch to the end: every message is acked, naked or terminated. */
+  async processBatch(sender: SenderState, messages: JsMsg[], signal: AbortSignal): Promise<void> {
+    const { metrics } = this.#deps;
+    metrics.inflight.inc(this.#labels, messages.length);
+    try {
+      const items = this.#parse(messages);
+      await this.#attachTemplates(items);
+      await this.#claim(items, channelOf(sender.spec));
+      await this.#render(items, sender);
+      await this.#sendAll(items, sender, signal);
+      await this.#finish(items, sender);
+    } finally {
+      metrics.inflight.dec(this.#labels, messages.length);
+    }
+  }
+
+  #parse(messages: JsMsg[]): Item[] {
+    const items: Item[] = [];
+    for (const message of messages) {
+      const parsed = sendJobSchema.safeParse(safeJson(message));
+      if (parsed.success) {
+        items.push({ message, job: parsed.data });
+        continue;
+      }
+      this.#deps.log.error({ subject: message.subject, seq: message.seq }, "malformed send job terminated");
+      this.#count("failed");
+      message.term("malformed send job");
+    }
+    return items;
+  }
+
+  async #attachTemplates(items: Item[]): Promise<void> {
+    for (const item of items) {
+      item.template = await this.#deps.config.template(item.job.source.kind, item.job.source.name);
+      if (item.template.kind === "missing") {
+        item.result =
+          item.message.info.deliveryCount >= MISSING_CONFIG_MAX_DELIVERIES
+            ? { kind: "outcome", outcome: "failed", reason: "config_missing" }
+            : { kind: "retry", delayMs: MISSING_CONFIG_RETRY_MS, reason: "template not published yet" };
+      } else if (item.template.compiled.kind === "invalid") {
+        item.result = { kind: "outcome", outcome: "failed", reason: item.template.compiled.reason };
+      }
+    }
+  }
+
+  async #claim(items: Item[], channel: "email" | "webpush"): Promise<void> {
+    const open = items.filter((item) => item.result === undefined);
+    const claims = await this.#deps.store.prepare(
+      this.#deps.namespace,
+      open.map((item) => item.job),
+    );
+    open.forEach((item, index) => {
+      const claim = claims[index];
+      if (claim === undefined || claim.state === "busy") item.result = { kind: "busy" };
+      else if (claim.state === "done") item.result = { kind: "duplicate" };
+      else {
+        const decision = decide(item.job, channel, claim);
+        if (decision.kind === "skip") item.result = { kind: "skip", reason: decision.reason };
+        else item.recipient = decision.recipient;
+      }
+    });
+  }
+
+  async #render(items: Item[], sender: SenderState): Promise<void> {
+    for (const item of items) {
+      if (item.result !== undefined || item.recipient === undefined || item.template?.kind !== "found") continue;
+      const context = {
+        namespace: this.#deps.namespace,
+        messageId: item.job.id,
+        profile: item.recipient.profile,
+        event: item.job.event,
+      };
+      const compiled = item.template.compiled;
+      let rendered;
+      if (compiled.kind === "email" && item.recipient.kind === "email" && sender.spec.email !== undefined) {
+        rendered = await renderEmail({
+          compiled: compiled.template,
+          sender: sender.spec.email,
+          to: item.recipient.address,
+          context,
+          links: this.#deps.links,
+        });
+      } else if (
+        compiled.kind === "webpush" &&
+        item.recipient.kind === "webpush" &&
+        sender.spec.webpush !== undefined
+      ) {
+        rendered = await renderPush({
+          compiled: compiled.template,
+          sender: sender.spec.webpush,
+          subscription: item.recipient.subscription,
+          context,
+        });
+      } else {
+        item.result = { kind: "outcome", outcome: "failed", reason: "message does not match the Sender's channel" };
+        continue;
+      }
+      if (rendered.kind === "templateError")
+        item.result = { kind: "outcome", outcome: "failed", reason: rendered.reason };
+      else item.rendered = rendered.message;
+    }
+  }
+
+  /** Takes tokens for every renderable item (waiting as the limits say), then sends them together. */
+  async #sendAll(items: Item[], sender: SenderState, signal: AbortSignal): Promise<void> {
+    let pending = items.filter((item) => item.result === undefined && item.rendered !== undefined);
+    const sends: Promise<void>[] = [];
+    while (pending.length > 0) {
+      const requests = pending.map((item) => ({ domain: this.#domainThrottle(sender, item) }));
+      const limit = sender.spec.rateLimit;
+      const limits =
+        limit === undefined ? undefined : { perSecond: limit.perSecond, burst: limit.burst ?? limit.perSecond };
+      const { grants, waitMs } = await this.#deps.store.take(this.#deps.namespace, this.#deps.sender, limits, requests);
+      const refused: Item[] = [];
+      pending.forEach((item, index) => {
+        if (grants[index] === true) sends.push(this.#send(item, sender));
+        else refused.push(item);
+      });
+      pending = refused;
+      if (pending.length === 0) break;
+      if (signal.aborted) {
+        for (const item of pending) item.result = { kind: "retry", delayMs: 1000, reason: "draining" };
+        break;
+      }
+      const started = performance.now();
+      for (const item of pending) item.message.working();
+      await sleep(waitMs, signal);
+      this.#deps.metrics.rateLimitWait.inc(this.#labels, (performance.now() - started) / 1000);
+    }
+    await Promise.all(sends);
+  }
+
+  #domainThrottle(sender: SenderState, item: Item): { name: string; perSecond: number } | undefined {
+    if (item.recipient?.kind !== "email") return undefined;
+    const domain = item.recipient.address.split("@")[1]?.toLowerCase();
+    const throttle = sender.spec.email?.domainThrottles?.find((entry) => entry.domain.toLowerCase() === domain);
+    return throttle === undefined || domain === undefined ? undefined : { name: domain, perSecond: throttle.perSecond };
+  }
+
+  async #send(item: Item, sender: SenderState): Promise<void> {
+    if (item.rendered === undefined || sender.channel.kind !== "built") return;
+    const channel = channelOf(sender.spec);
+    const stop = this.#deps.metrics.sendDuration.startTimer({ ...this.#labels, channel });
+    const result = await sender.channel.channel.send(item.rendered);
+    stop();
+    item.result = this.#classify(item, result, sender);
+  }
+
+  #classify(item: Item, result: SendResult, sender: SenderState): Final {
+    const address = item.recipient?.kind === "email" ? item.recipient.address : item.recipient?.subscription.endpoint;
+    switch (result.kind) {
+      case "sent":
+        return { kind: "outcome", outcome: "sent" };
+      case "expired":
+        return {
+          kind: "outcome",
+          outcome: "expired",
+          reason: result.reason,
+          ...(address !== undefined && { address }),
+        };
+      case "permanent":
+        return {
+          kind: "outcome",
+          outcome: result.bounce ? "bounced" : "failed",
+          reason: result.reason,
+          ...(address !== undefined && { address }),
+        };
+      case "transient": {
+        const attempt = item.message.info.deliveryCount;
+        if (attempt >= sender.spec.retry.maxAttempts)
+          return { kind: "outcome", outcome: "failed", reason: `${result.reason} (after ${attempt} attempts)` };
+        return {
+          kind: "retry",
+          delayMs: result.retryAfterMs ?? backoffMs(sender.spec, attempt),
+          reason: result.reason,
+        };
+      }
+    }
+  }
+
+  /** Records outcomes in Redis, reports them, then acks or naks every item. */
+  async #finish(items: Item[], sender: SenderState): Promise<void> {
+    const records: { id: string; outcome: string | undefined }[] = [];
+    for (const item of items) {
+      const result = item.result ?? { kind: "retry", delayMs: 1000, reason: "not processed" };
+      if (result.kind === "outcome") records.push({ id: item.job.id, outcome: result.outcome });
+      else if (result.kind === "skip") records.push({ id: item.job.id, outcome: `skipped:${result.reason}` });
+      else if (result.kind === "retry" && item.recipient !== undefined)
+        records.push({ id: item.job.id, outcome: undefined });
+    }
+    await this.#deps.store.complete(this.#deps.namespace, records);
+    await Promise.all(items.map((item) => this.#report(item, sender)));
+    for (const item of items) this.#settle(item);
+  }
+
+  async #report(item: Item, sender: SenderState): Promise<void> {
+    const result = item.result;
+    if (result === undefined || (result.kind !== "outcome" && result.kind !== "skip")) return;
+    const outcome = result.kind === "skip" ? "skipped" : result.outcome;
+    const message: FeedbackMessage = {
+      namespace: this.#deps.namespace,
+      outcome,
+      profileId: item.job.profileId,
+      messageId: item.job.id,
+      channel: channelOf(sender.spec),
+      at: (this.#deps.now?.() ?? new Date()).toISOString(),
+      ...(result.reason !== undefined && { reason: result.reason }),
+      ...(result.kind === "outcome" && result.address !== undefined && { address: result.address }),
+    };
+    await this.#deps.feedback(message, `${item.job.id}:${outcome}`).catch((error: unknown) => {
+      this.#deps.log.warn({ err: error, outcome }, "feedback not published");
+    });
+  }
+
+  #settle(item: Item): void {
+    const result = item.result ?? { kind: "retry", delayMs: 1000, reason: "not processed" };
+    switch (result.kind) {
+      case "outcome":
+        this.#count(result.outcome);
+        item.message.ack();
+        return;
+      case "skip":
+        this.#count("skipped");
+        this.#deps.metrics.skipped.inc({ ...this.#labels, reason: result.reason });
+        item.message.ack();
+        return;
+      case "duplicate":
+        this.#count("duplicate");
+        item.message.ack();
+        return;
+      case "busy":
+        item.message.nak(CLAIM_TTL_MS / 2);
+        return;
+      case "retry":
+        this.#count("retried");
+        item.message.nak(result.delayMs);
+        return;
+    }
+  }
+
+  #count(outcome: DeliverOutcome): void {
+    this.#deps.metrics.messages.inc({ ...this.#labels, channel: this.#channelLabel(), outcome });
+  }
+
+  #channelLabel(): string {
+    return this.#deps.metrics.channel;
+  }
+}
+
+function safeJson(message: JsMsg): unknown {
+  try {
+    return message.json();
+  } catch {
+    return undefined;
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}
