@@ -9,6 +9,7 @@ export { defer, uniqueName, useStack } from "./context.ts";
 export { Tools, hasTool, provisionedBinDir, toolPath } from "./tools.ts";
 export { generateDkimKey, startSmtpSink } from "./smtp.ts";
 export { startSparkPostEndpoint } from "./sparkpost.ts";
+export { maxPushBodyBytes, startWebPushEndpoint } from "./webpush.ts";
 
 export type { KubeControlPlane } from "./kube.ts";
 export type { ProcessSpec } from "./process.ts";
@@ -16,6 +17,7 @@ export type { EtcdServer, NatsServer, RedisServer, Server } from "./servers.ts";
 export type { Component, Stack, StackOptions } from "./stack.ts";
 export type { StackInfo } from "./context.ts";
 export type { Tool } from "./tools.ts";
+export type { PushAttempt, PushSubscriptionJson, ReceivedPush, WebPushEndpoint, WebPushEndpointOptions } from "./webpush.ts";
 export type { DkimResult, ReceivedMail, SmtpSink, SmtpSinkOptions, SmtpTlsMode } from "./smtp.ts";
 export type {
   ErrorResponse,

@@ -46,7 +46,7 @@ async function smtpSetup(t: Parameters<typeof deliverFixture>[0]) {
   defer(t, () => sink.stop());
   const pool = await deliverFixture(t, stack, {
     senderSpec: smtpSender(sink.port),
-    smtpCaPem: sink.certificatePem,
+    caPem: sink.certificatePem,
     secretsEnv: {
       RELAIS_SECRET_SMTP_USERNAME: "relais",
       RELAIS_SECRET_SMTP_PASSWORD: "s3cret-pass",

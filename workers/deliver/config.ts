@@ -17,8 +17,8 @@ export const deliverConfigSchema = z.strictObject({
   publicBaseUrl: z.url({ error: "must be a URL such as https://engage.example.com" }).default("http://127.0.0.1:8080"),
   /** Folder of mounted Secrets (<dir>/<secret>/<key>); the environment is tried too. */
   secretsDir: z.string().optional(),
-  /** PEM file of extra CAs trusted for SMTP TLS. */
-  smtpCaFile: z.string().optional(),
+  /** PEM file of extra CAs trusted for SMTP TLS and push services (a private relay's CA). */
+  caFile: z.string().optional(),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 export type DeliverConfig = z.output<typeof deliverConfigSchema>;

@@ -46,7 +46,7 @@ export async function runDeliver(
     });
   const secrets =
     config.secretsDir === undefined ? envSecrets(env) : chainSecrets(dirSecrets(config.secretsDir), envSecrets(env));
-  const smtpCa = config.smtpCaFile === undefined ? undefined : await readFile(config.smtpCaFile, "utf8");
+  const ca = config.caFile === undefined ? undefined : await readFile(config.caFile, "utf8");
   const nc = await connectNats(config.natsUrl, `relais-deliver-${config.sender}`);
   const redis = connectRedis(config.redisUrl, `relais-deliver-${config.sender}`, (error) => {
     log.warn({ err: error }, "redis connection error");
@@ -60,7 +60,7 @@ export async function runDeliver(
     kv,
     namespace: config.namespace,
     sender: config.sender,
-    makeChannel: overrides.makeChannel ?? ((spec) => buildChannel(spec, secrets, { smtpCa })),
+    makeChannel: overrides.makeChannel ?? ((spec) => buildChannel(spec, secrets, { ca })),
     log,
   });
   const sender = await view.sender();

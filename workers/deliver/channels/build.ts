@@ -10,8 +10,8 @@ import { webPushChannel } from "./webpush/webpush.ts";
 export type ChannelBuild = { kind: "built"; channel: Channel } | { kind: "secretMissing"; secret: string; key: string };
 
 export interface ChannelBuildOptions {
-  /** PEM of extra CAs trusted for SMTP TLS. */
-  smtpCa?: string | undefined;
+  /** PEM of extra CAs trusted for SMTP TLS and push services. */
+  ca?: string | undefined;
 }
 
 /** Internal: unwinds a build whose Secret is missing; turned into a result before it leaves. */
@@ -65,7 +65,7 @@ async function emailChannel(
     maxConnections: smtp.maxConnections,
     auth,
     dkim,
-    ca: options.smtpCa,
+    ca: options.ca,
   });
 }
 
@@ -83,6 +83,7 @@ export async function buildChannel(
         subject: spec.webpush.vapid.subject,
         publicKey: await required(secrets, ref, "publicKey"),
         privateKey: await required(secrets, ref, "privateKey"),
+        ca: options.ca,
       });
       return { kind: "built", channel };
     }

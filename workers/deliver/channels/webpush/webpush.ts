@@ -1,5 +1,6 @@
 // Web Push with the Sender's VAPID keys (RFC 8292) and RFC 8291 encryption, through `web-push`.
 // 404/410 mean the subscription is gone; 413 is permanent; 429 honours Retry-After; 5xx retry.
+import { Agent } from "node:https";
 import webpush from "web-push";
 import type { Channel, SendResult } from "../../channel.ts";
 
@@ -8,6 +9,8 @@ export interface WebPushOptions {
   publicKey: string;
   privateKey: string;
   timeoutMs?: number;
+  /** PEM of extra CAs to trust (a push service with a private certificate; tests). */
+  ca?: string | undefined;
 }
 
 interface WebPushFailure {
@@ -30,6 +33,7 @@ export function classifyPushError(error: WebPushFailure): SendResult {
 }
 
 export function webPushChannel(options: WebPushOptions): Channel {
+  const agent = options.ca === undefined ? undefined : new Agent({ ca: options.ca, keepAlive: true });
   return {
     async send(message) {
       if (message.kind !== "webpush")
@@ -41,12 +45,15 @@ export function webPushChannel(options: WebPushOptions): Channel {
           urgency: message.urgency,
           ...(message.topic !== undefined && { topic: message.topic }),
           timeout: options.timeoutMs ?? 30_000,
+          ...(agent !== undefined && { agent }),
         });
         return { kind: "sent" };
       } catch (error) {
         return classifyPushError(error as WebPushFailure);
       }
     },
-    async close() {},
+    async close() {
+      agent?.destroy();
+    },
   };
 }
