@@ -17,7 +17,13 @@ export type { EtcdServer, NatsServer, RedisServer, Server } from "./servers.ts";
 export type { Component, Stack, StackOptions } from "./stack.ts";
 export type { StackInfo } from "./context.ts";
 export type { Tool } from "./tools.ts";
-export type { PushAttempt, PushSubscriptionJson, ReceivedPush, WebPushEndpoint, WebPushEndpointOptions } from "./webpush.ts";
+export type {
+  PushAttempt,
+  PushSubscriptionJson,
+  ReceivedPush,
+  WebPushEndpoint,
+  WebPushEndpointOptions,
+} from "./webpush.ts";
 export type { DkimResult, ReceivedMail, SmtpSink, SmtpSinkOptions, SmtpTlsMode } from "./smtp.ts";
 export type {
   ErrorResponse,

@@ -72,11 +72,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       );
     }
     if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
-      return sendError(
-        reply,
-        "RELAIS_HTTP_PAYLOAD_TOO_LARGE",
-        `body: at most ${request.routeOptions.bodyLimit} bytes`,
-      );
+      return sendError(reply, "RELAIS_HTTP_PAYLOAD_TOO_LARGE", `body: at most ${request.routeOptions.bodyLimit} bytes`);
     }
     if (error.statusCode !== undefined && error.statusCode < 500) {
       const code = error.statusCode === 404 ? "RELAIS_HTTP_NOT_FOUND" : "RELAIS_HTTP_INVALID_REQUEST";
