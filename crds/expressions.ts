@@ -91,3 +91,49 @@ export function checkExpression(expression: string, context: ExpressionContext):
   }
   return { kind: "valid" };
 }
+
+/** JSON values as CEL sees them: integral numbers become ints, as the API server types them. */
+export function toCelValue(value: unknown): unknown {
+  if (typeof value === "number") return Number.isInteger(value) ? BigInt(value) : value;
+  if (Array.isArray(value)) return value.map(toCelValue);
+  if (value !== null && typeof value === "object" && !(value instanceof Date)) {
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, toCelValue(inner)]));
+  }
+  return value;
+}
+
+export type CompiledExpression =
+  | { kind: "compiled"; evaluate(variables: Record<string, unknown>): ExpressionEvaluation }
+  | Extract<ExpressionCheck, { kind: "invalid" }>;
+
+/** Evaluating a filter is an outcome, not a throw: a missing field or a type clash is `error`. */
+export type ExpressionEvaluation = { kind: "value"; value: boolean } | { kind: "error"; message: string };
+
+/**
+ * Checks and parses `expression` once for `context`; the result evaluates it many times. Variables
+ * are JSON-shaped (converted with toCelValue); `now` may be a Date.
+ */
+export function compileExpression(expression: string, context: ExpressionContext): CompiledExpression {
+  const checked = checkExpression(expression, context);
+  if (checked.kind === "invalid") return checked;
+  const program = environmentFor(context).parse(expression);
+  return {
+    kind: "compiled",
+    evaluate(variables) {
+      try {
+        const converted = Object.fromEntries(
+          Object.entries(variables).map(([name, value]) => [name, toCelValue(value)]),
+        );
+        const value: unknown = program(converted);
+        return typeof value === "boolean"
+          ? { kind: "value", value }
+          : { kind: "error", message: `evaluated to ${typeof value}, not a bool` };
+      } catch (error) {
+        return {
+          kind: "error",
+          message: error instanceof Error ? (error.message.split("\n")[0] ?? "") : String(error),
+        };
+      }
+    },
+  };
+}

@@ -3,7 +3,7 @@ export { automationKind, automationSpecSchema, automationStatusSchema } from "./
 export { CampaignPhases, campaignKind, campaignSpecSchema, campaignStatusSchema } from "./campaign.ts";
 export { ConditionReasons, ConditionTypes, conditionSchema } from "./conditions.ts";
 export { customResourceDefinition } from "./crd.ts";
-export { ExpressionContexts, checkExpression } from "./expressions.ts";
+export { ExpressionContexts, checkExpression, compileExpression, toCelValue } from "./expressions.ts";
 export { renderCrds } from "./generate.ts";
 export { API_VERSION, CATEGORY, GROUP, VERSION } from "./kind.ts";
 export { kinds } from "./kinds.ts";
@@ -15,7 +15,13 @@ export type { AutomationSpec, AutomationStatus } from "./automation.ts";
 export type { CampaignPhase, CampaignSpec, CampaignStatus } from "./campaign.ts";
 export type { Condition, ConditionReason, ConditionType } from "./conditions.ts";
 export type { CustomResourceDefinition } from "./crd.ts";
-export type { ExpressionCheck, ExpressionContext, ExpressionPosition } from "./expressions.ts";
+export type {
+  CompiledExpression,
+  ExpressionCheck,
+  ExpressionContext,
+  ExpressionEvaluation,
+  ExpressionPosition,
+} from "./expressions.ts";
 export type { KindDefinition, PrinterColumn } from "./kind.ts";
 export type { Message, Subscription } from "./message.ts";
 export type { Channel, SenderSpec, SenderStatus } from "./sender.ts";

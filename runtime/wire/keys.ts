@@ -36,6 +36,8 @@ export const RedisKeys = {
     `${prefix(namespace)}rate:${sender}:${domain}`,
   /** STRING with a TTL: "pending:<owner>" while a send is in flight, "done:<outcome>" after. */
   sendRecord: (namespace: string, sendId: string): string => `${prefix(namespace)}send:${sendId}`,
+  /** ZSET instance -> due time (ms): automation instances waiting for their timer. */
+  timers: (namespace: string): string => `${prefix(namespace)}timers`,
   /** STRING with a TTL: marks an event id as recorded in profile history. */
   eventSeen: (namespace: string, eventId: string): string => `${prefix(namespace)}evseen:${eventId}`,
 } as const;

@@ -1,0 +1,9 @@
+// The front door of workers/engage: Automations (and, later, Campaigns).
+export { AutomationEngine, dueTime, durationMs } from "./automations/engine.ts";
+export { AutomationRegistry, compileAutomation } from "./automations/registry.ts";
+export { AutomationStore, instanceKey, LEASE_MS } from "./automations/store.ts";
+export { TimerPoller } from "./automations/timers.ts";
+
+export type { EngineDeps } from "./automations/engine.ts";
+export type { CompiledAutomation } from "./automations/registry.ts";
+export type { Instance } from "./automations/store.ts";
