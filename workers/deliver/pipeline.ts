@@ -1,8 +1,9 @@
 // The delivery pipeline of one Sender's pool: fetch a batch (pool.concurrency jobs), claim and read
 // profiles (1 Redis round trip), render, take rate-limit tokens (1 round trip per attempt), send
-// concurrently, record outcomes (1 round trip), report them, then ack. A send is marked done in
-// Redis before its message is acked, so a redelivery after a crash between the two is recognised
-// and not sent again; a crash between send and mark is the only window for a duplicate.
+// concurrently, record outcomes, report them, then ack. A send is marked done in Redis as soon as
+// its channel answers (marks that land in the same tick share one round trip), before its message
+// is acked: a redelivery after a crash is recognised and not sent again, and the only window for
+// a duplicate is a crash between a channel accepting a message and its mark.
 import type { Consumer, JsMsg } from "@nats-io/jetstream";
 import { sendJobSchema } from "#runtime";
 import type { FeedbackMessage, Logger, Runnable, SendJob } from "#runtime";
@@ -32,6 +33,8 @@ export interface PipelineDeps {
 
 /** One fetched job on its way through the pipeline. */
 interface Item {
+  /** Its outcome is recorded, reported and settled already (sent items finish one by one). */
+  finished?: boolean;
   message: JsMsg;
   job: SendJob;
   template?: TemplateLookup;
@@ -46,9 +49,11 @@ type Final =
   | { kind: "skip"; reason: SkipReason }
   | { kind: "retry"; delayMs: number; reason: string }
   | { kind: "duplicate" }
-  | { kind: "busy" };
+  | { kind: "busy"; remainingMs: number };
 
 const MISSING_CONFIG_RETRY_MS = 5000;
+/** How often a batch still sending tells JetStream and Redis it is alive. */
+const HEARTBEAT_MS = 20_000;
 const MISSING_CONFIG_MAX_DELIVERIES = 60;
 
 function backoffMs(spec: SenderState["spec"], attempt: number): number {
@@ -65,11 +70,18 @@ function channelOf(spec: SenderState["spec"]): "email" | "webpush" {
 export class DeliveryPipeline implements Runnable {
   readonly #deps: PipelineDeps;
   readonly #labels: { namespace: string; sender: string };
+  readonly #marks: Coalescer<{ id: string; outcome: string | undefined } | undefined>;
   #ready = false;
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
     this.#labels = { namespace: deps.namespace, sender: deps.sender };
+    this.#marks = new Coalescer(async (records) => {
+      await deps.store.complete(
+        deps.namespace,
+        records.filter((record) => record !== undefined),
+      );
+    });
   }
 
   /** True while the Sender's config and channel are in place and batches are being fetched. */
@@ -148,7 +160,8 @@ export class DeliveryPipeline implements Runnable {
     );
     open.forEach((item, index) => {
       const claim = claims[index];
-      if (claim === undefined || claim.state === "busy") item.result = { kind: "busy" };
+      if (claim === undefined) item.result = { kind: "busy", remainingMs: CLAIM_TTL_MS };
+      else if (claim.state === "busy") item.result = { kind: "busy", remainingMs: claim.remainingMs };
       else if (claim.state === "done") item.result = { kind: "duplicate" };
       else {
         const decision = decide(item.job, channel, claim);
@@ -200,8 +213,33 @@ export class DeliveryPipeline implements Runnable {
 
   /** Takes tokens for every renderable item (waiting as the limits say), then sends them together. */
   async #sendAll(items: Item[], sender: SenderState, signal: AbortSignal): Promise<void> {
-    let pending = items.filter((item) => item.result === undefined && item.rendered !== undefined);
+    const pending = items.filter((item) => item.result === undefined && item.rendered !== undefined);
     const sends: Promise<void>[] = [];
+    // A slow channel must not let JetStream redeliver, nor the claim lapse, while still sending.
+    const heartbeat = setInterval(() => {
+      const open = items.filter((item) => item.finished !== true && item.recipient !== undefined);
+      for (const item of open) item.message.working();
+      void this.#deps.store
+        .extend(
+          this.#deps.namespace,
+          open.map((item) => item.job.id),
+        )
+        .catch(() => undefined);
+    }, HEARTBEAT_MS);
+    try {
+      await this.#grantAndSend(pending, sender, signal, sends);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  async #grantAndSend(
+    initial: Item[],
+    sender: SenderState,
+    signal: AbortSignal,
+    sends: Promise<void>[],
+  ): Promise<void> {
+    let pending = initial;
     while (pending.length > 0) {
       const requests = pending.map((item) => ({ domain: this.#domainThrottle(sender, item) }));
       const limit = sender.spec.rateLimit;
@@ -241,6 +279,20 @@ export class DeliveryPipeline implements Runnable {
     const result = await sender.channel.channel.send(item.rendered);
     stop();
     item.result = this.#classify(item, result, sender);
+    // Record at once: the longer a sent message stays unmarked, the more a crash would resend.
+    await this.#marks.add(this.#record(item));
+    item.finished = true;
+    await this.#report(item, sender);
+    this.#settle(item);
+  }
+
+  /** The Redis record of an item's result; undefined outcome releases its claim. */
+  #record(item: Item): { id: string; outcome: string | undefined } | undefined {
+    const result = item.result ?? { kind: "retry", delayMs: 1000, reason: "not processed" };
+    if (result.kind === "outcome") return { id: item.job.id, outcome: result.outcome };
+    if (result.kind === "skip") return { id: item.job.id, outcome: `skipped:${result.reason}` };
+    if (result.kind === "retry" && item.recipient !== undefined) return { id: item.job.id, outcome: undefined };
+    return undefined;
   }
 
   #classify(item: Item, result: SendResult, sender: SenderState): Final {
@@ -275,19 +327,13 @@ export class DeliveryPipeline implements Runnable {
     }
   }
 
-  /** Records outcomes in Redis, reports them, then acks or naks every item. */
+  /** Records, reports and settles the items not finished one by one (never sent). */
   async #finish(items: Item[], sender: SenderState): Promise<void> {
-    const records: { id: string; outcome: string | undefined }[] = [];
-    for (const item of items) {
-      const result = item.result ?? { kind: "retry", delayMs: 1000, reason: "not processed" };
-      if (result.kind === "outcome") records.push({ id: item.job.id, outcome: result.outcome });
-      else if (result.kind === "skip") records.push({ id: item.job.id, outcome: `skipped:${result.reason}` });
-      else if (result.kind === "retry" && item.recipient !== undefined)
-        records.push({ id: item.job.id, outcome: undefined });
-    }
+    const rest = items.filter((item) => item.finished !== true);
+    const records = rest.map((item) => this.#record(item)).filter((record) => record !== undefined);
     await this.#deps.store.complete(this.#deps.namespace, records);
-    await Promise.all(items.map((item) => this.#report(item, sender)));
-    for (const item of items) this.#settle(item);
+    await Promise.all(rest.map((item) => this.#report(item, sender)));
+    for (const item of rest) this.#settle(item);
   }
 
   async #report(item: Item, sender: SenderState): Promise<void> {
@@ -326,7 +372,8 @@ export class DeliveryPipeline implements Runnable {
         item.message.ack();
         return;
       case "busy":
-        item.message.nak(CLAIM_TTL_MS / 2);
+        // Another replica holds it, or held it and died: look again when its claim lapses.
+        item.message.nak(result.remainingMs + Math.round(Math.random() * 1000));
         return;
       case "retry":
         this.#count("retried");
@@ -341,6 +388,37 @@ export class DeliveryPipeline implements Runnable {
 
   #channelLabel(): string {
     return this.#deps.metrics.channel;
+  }
+}
+
+/**
+ * Gathers values added in the same tick and hands them to `flush` together: one Redis round trip
+ * for every send that completed at about the same time, without holding any back.
+ */
+class Coalescer<T> {
+  readonly #flush: (values: T[]) => Promise<void>;
+  #queue: { value: T; resolve: () => void; reject: (error: unknown) => void }[] = [];
+
+  constructor(flush: (values: T[]) => Promise<void>) {
+    this.#flush = flush;
+  }
+
+  add(value: T): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.#queue.length === 0) setImmediate(() => void this.#drain());
+      this.#queue.push({ value, resolve, reject });
+    });
+  }
+
+  async #drain(): Promise<void> {
+    const batch = this.#queue;
+    this.#queue = [];
+    try {
+      await this.#flush(batch.map((entry) => entry.value));
+      for (const entry of batch) entry.resolve();
+    } catch (error) {
+      for (const entry of batch) entry.reject(error);
+    }
   }
 }
 

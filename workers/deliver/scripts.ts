@@ -4,9 +4,9 @@
 
 /**
  * prepare: ARGV = prefix, owner, claimTtlMs, then per job: sendId, profileId.
- * Per job returns {state, profileFields, suppressed}: state "claimed" | "done" | "busy";
+ * Per job returns {state, profileFields, suppressed, ttl}: state "claimed" | "done" | "busy";
  * profileFields is HGETALL's flat array (empty when the profile does not exist); suppressed is
- * the suppression record of the profile's email or false.
+ * the suppression record of the profile's email or false; ttl is a busy claim's remaining ms.
  */
 export const PREPARE = `
 local prefix, owner, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -18,7 +18,7 @@ for i = 4, #ARGV, 2 do
   if current and string.sub(current, 1, 5) == 'done:' then
     table.insert(results, {'done', {}, false})
   elseif current then
-    table.insert(results, {'busy', {}, false})
+    table.insert(results, {'busy', {}, false, redis.call('PTTL', record)})
   else
     redis.call('SET', record, 'pending:' .. owner, 'PX', ttl)
     local profile = redis.call('HGETALL', prefix .. 'p:' .. profileId)
@@ -32,20 +32,35 @@ return results
 `;
 
 /**
- * complete: ARGV = prefix, doneTtlSeconds, then per job: sendId, outcome. An outcome of "" releases
- * the claim (a transient failure: the redelivery claims again); any other marks the send done.
+ * complete: ARGV = prefix, owner, doneTtlSeconds, then per job: sendId, outcome. An outcome of ""
+ * releases the claim if this owner still holds it (a transient failure: the redelivery claims
+ * again); any other marks the send done.
  */
 export const COMPLETE = `
-local prefix, ttl = ARGV[1], tonumber(ARGV[2])
-for i = 3, #ARGV, 2 do
+local prefix, owner, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+for i = 4, #ARGV, 2 do
   local record = prefix .. 'send:' .. ARGV[i]
   if ARGV[i + 1] == '' then
-    redis.call('DEL', record)
+    if redis.call('GET', record) == 'pending:' .. owner then redis.call('DEL', record) end
   else
     redis.call('SET', record, 'done:' .. ARGV[i + 1], 'EX', ttl)
   end
 end
 return #ARGV
+`;
+
+/** extend: ARGV = prefix, owner, ttlMs, then sendIds. Extends the claims this owner still holds. */
+export const EXTEND = `
+local prefix, owner, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local extended = 0
+for i = 4, #ARGV do
+  local record = prefix .. 'send:' .. ARGV[i]
+  if redis.call('GET', record) == 'pending:' .. owner then
+    redis.call('PEXPIRE', record, ttl)
+    extended = extended + 1
+  end
+end
+return extended
 `;
 
 /**

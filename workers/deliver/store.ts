@@ -2,7 +2,7 @@
 // outcomes. One round trip each, per batch.
 import type { Redis } from "ioredis";
 import { RedisKeys } from "#runtime";
-import { COMPLETE, PREPARE, TAKE } from "./scripts.ts";
+import { COMPLETE, EXTEND, PREPARE, TAKE } from "./scripts.ts";
 
 type ScriptRunner = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
 
@@ -14,7 +14,7 @@ export interface ClaimedProfile {
   suppressed: string | undefined;
 }
 
-export type Claim = ClaimedProfile | { state: "done" } | { state: "busy" };
+export type Claim = ClaimedProfile | { state: "done" } | { state: "busy"; remainingMs: number };
 
 export interface RateRequest {
   /** The message's recipient domain bucket, when the Sender throttles it. */
@@ -45,6 +45,7 @@ export class DeliverStore {
   readonly #prepare: ScriptRunner;
   readonly #complete: ScriptRunner;
   readonly #take: ScriptRunner;
+  readonly #extend: ScriptRunner;
   readonly #owner: string;
 
   constructor(redis: Redis, owner: string) {
@@ -55,16 +56,17 @@ export class DeliverStore {
     this.#prepare = define("relaisDeliverPrepare", PREPARE);
     this.#complete = define("relaisDeliverComplete", COMPLETE);
     this.#take = define("relaisDeliverTake", TAKE);
+    this.#extend = define("relaisDeliverExtend", EXTEND);
     this.#owner = owner;
   }
 
   async prepare(namespace: string, jobs: readonly { id: string; profileId: string }[]): Promise<Claim[]> {
     if (jobs.length === 0) return [];
     const args = [prefixOf(namespace), this.#owner, CLAIM_TTL_MS, ...jobs.flatMap((job) => [job.id, job.profileId])];
-    const replies = (await this.#prepare(0, ...args)) as [string, string[], string | null][];
-    return replies.map(([state, profile, suppressed]) => {
+    const replies = (await this.#prepare(0, ...args)) as [string, string[], string | null, number | undefined][];
+    return replies.map(([state, profile, suppressed, ttl]) => {
       if (state === "done") return { state: "done" };
-      if (state === "busy") return { state: "busy" };
+      if (state === "busy") return { state: "busy", remainingMs: Math.max(0, ttl ?? CLAIM_TTL_MS) };
       return {
         state: "claimed",
         profile: profile.length === 0 ? undefined : pairs(profile),
@@ -78,10 +80,17 @@ export class DeliverStore {
     if (outcomes.length === 0) return;
     const args = [
       prefixOf(namespace),
+      this.#owner,
       DONE_TTL_SECONDS,
       ...outcomes.flatMap((entry) => [entry.id, entry.outcome ?? ""]),
     ];
     await this.#complete(0, ...args);
+  }
+
+  /** Extends the claims of sends still in flight (a slow channel), if this replica still holds them. */
+  async extend(namespace: string, ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    return (await this.#extend(0, prefixOf(namespace), this.#owner, CLAIM_TTL_MS, ...ids)) as number;
   }
 
   /**
