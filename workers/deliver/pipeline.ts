@@ -14,6 +14,8 @@ import type { Recipient } from "./decide.ts";
 import type { DeliverMetrics, DeliverOutcome, SkipReason } from "./metrics.ts";
 import { durationSeconds, renderEmail, renderPush } from "./render.ts";
 import type { LinkOptions } from "./render.ts";
+import { Intake } from "./intake.ts";
+import { ACK_WAIT_MS } from "./consumer.ts";
 import type { DeliverStore } from "./store.ts";
 import { CLAIM_TTL_MS } from "./store.ts";
 
@@ -71,10 +73,12 @@ export class DeliveryPipeline implements Runnable {
   readonly #deps: PipelineDeps;
   readonly #labels: { namespace: string; sender: string };
   readonly #marks: Coalescer<{ id: string; outcome: string | undefined } | undefined>;
+  readonly #intake: Intake;
   #ready = false;
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
+    this.#intake = new Intake(deps.consumer);
     this.#labels = { namespace: deps.namespace, sender: deps.sender };
     this.#marks = new Coalescer(async (records) => {
       await deps.store.complete(
@@ -98,13 +102,12 @@ export class DeliveryPipeline implements Runnable {
         continue;
       }
       this.#ready = true;
-      const messages: JsMsg[] = [];
-      const batch = await this.#deps.consumer.fetch({ max_messages: sender.spec.pool.concurrency, expires: 1000 });
-      for await (const message of batch) messages.push(message);
-      // A fetched batch is finished even when the signal aborts meanwhile: that is the drain.
+      const messages = await this.#intake.take(sender.spec.pool.concurrency, signal);
+      // A taken batch is finished even when the signal aborts meanwhile: that is the drain.
       if (messages.length > 0) await this.processBatch(sender, messages, signal);
     }
     this.#ready = false;
+    await this.#intake.close();
   }
 
   /** Processes one batch to the end: every message is acked, naked or terminated. */
@@ -240,6 +243,7 @@ export class DeliveryPipeline implements Runnable {
     sends: Promise<void>[],
   ): Promise<void> {
     let pending = initial;
+    let lastProgress = performance.now();
     while (pending.length > 0) {
       const requests = pending.map((item) => ({ domain: this.#domainThrottle(sender, item) }));
       const limit = sender.spec.rateLimit;
@@ -258,8 +262,13 @@ export class DeliveryPipeline implements Runnable {
         break;
       }
       const started = performance.now();
-      for (const item of pending) item.message.working();
-      await sleep(waitMs, signal);
+      if (started - lastProgress > ACK_WAIT_MS / 3) {
+        for (const item of pending) item.message.working();
+        lastProgress = started;
+      }
+      // Ask again when about half of the remaining tokens are due, not at every single token.
+      const perToken = limits === undefined ? 0 : 1000 / limits.perSecond;
+      await sleep(Math.max(waitMs, Math.min(1000, (pending.length / 2) * perToken)), signal);
       this.#deps.metrics.rateLimitWait.inc(this.#labels, (performance.now() - started) / 1000);
     }
     await Promise.all(sends);
