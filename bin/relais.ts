@@ -2,6 +2,7 @@
 // The one `relais` CLI: its first argument selects the process, so one image serves every pool.
 import { parseArgs } from "node:util";
 import { runDeliver } from "#deliver";
+import { runEngage } from "#engage";
 import { runIngest } from "#ingest";
 import { abortOnSignals, isRelaisError } from "#runtime";
 import { runStack } from "./stack.ts";
@@ -14,7 +15,7 @@ Commands:
                   kube-controller-manager) and print how to reach them, until Ctrl-C
   operator        reconcile Sender, Campaign and Automation resources (not available yet)
   ingest          serve the Profiles & Data API (RELAIS_* environment: see docs/configuration.md)
-  engage          run Automations and Campaigns (not available yet)
+  engage          run Automations (RELAIS_* environment: see docs/configuration.md)
   deliver         run one Sender's delivery pool (RELAIS_NAMESPACE, RELAIS_SENDER: see docs/configuration.md)
 
 Options:
@@ -57,8 +58,10 @@ async function main(argv: string[]): Promise<number> {
     case "deliver":
       await runDeliver(process.env, signal);
       return 0;
-    case "operator":
     case "engage":
+      await runEngage(process.env, signal);
+      return 0;
+    case "operator":
       process.stderr.write(`relais ${command}: not available yet in this version\n`);
       return 2;
   }

@@ -18,6 +18,6 @@ export {
   parseConfigKey,
   senderConfigSchema,
 } from "./config.ts";
-export { sendJobSchema, sendSourceSchema } from "./messages.ts";
+export { sendJobSchema, sendMessageId, sendSourceSchema } from "./messages.ts";
 export type { AutomationConfig, CampaignConfig, ConfigKind, SenderConfig } from "./config.ts";
 export type { SendJob } from "./messages.ts";

@@ -79,3 +79,12 @@ export const sendJobSchema = z.strictObject({
   createdAt: z.string(),
 });
 export type SendJob = z.infer<typeof sendJobSchema>;
+
+/**
+ * The Nats-Msg-Id of a message about a send. RELAIS_SENDS and RELAIS_FEEDBACK are shared by every
+ * namespace and de-duplicate ids for an hour, so the id carries the namespace: the same automation
+ * name, profile id and event id in two namespaces are two sends.
+ */
+export function sendMessageId(namespace: string, id: string, suffix?: string): string {
+  return suffix === undefined ? `${namespace}:${id}` : `${namespace}:${id}:${suffix}`;
+}

@@ -54,6 +54,7 @@ type Final =
   | { kind: "busy"; remainingMs: number };
 
 const MISSING_CONFIG_RETRY_MS = 5000;
+const MAX_BATCHES_IN_FLIGHT = 2;
 /** How often a batch still sending tells JetStream and Redis it is alive. */
 const HEARTBEAT_MS = 20_000;
 const MISSING_CONFIG_MAX_DELIVERIES = 60;
@@ -94,6 +95,7 @@ export class DeliveryPipeline implements Runnable {
   }
 
   async run(signal: AbortSignal): Promise<void> {
+    const inFlight = new Set<Promise<void>>();
     while (!signal.aborted) {
       const sender = await this.#deps.config.sender();
       if (sender?.channel.kind !== "built") {
@@ -102,10 +104,19 @@ export class DeliveryPipeline implements Runnable {
         continue;
       }
       this.#ready = true;
+      // Two batches overlap: one waits on Redis, NATS or the channel while the other is taken
+      // and prepared. Each holds at most pool.concurrency messages.
+      while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await Promise.race(inFlight);
       const messages = await this.#intake.take(sender.spec.pool.concurrency, signal);
+      if (messages.length === 0) continue;
       // A taken batch is finished even when the signal aborts meanwhile: that is the drain.
-      if (messages.length > 0) await this.processBatch(sender, messages, signal);
+      const batch = this.processBatch(sender, messages, signal).catch((error: unknown) => {
+        this.#deps.log.error({ err: error }, "batch failed; its messages are redelivered");
+      });
+      inFlight.add(batch);
+      void batch.finally(() => inFlight.delete(batch));
     }
+    await Promise.all(inFlight);
     this.#ready = false;
     await this.#intake.close();
   }
@@ -249,7 +260,11 @@ export class DeliveryPipeline implements Runnable {
       const limit = sender.spec.rateLimit;
       const limits =
         limit === undefined ? undefined : { perSecond: limit.perSecond, burst: limit.burst ?? limit.perSecond };
-      const { grants, waitMs } = await this.#deps.store.take(this.#deps.namespace, this.#deps.sender, limits, requests);
+      // Nothing limited: grant locally, without a round trip.
+      const unlimited = limits === undefined && requests.every((request) => request.domain === undefined);
+      const { grants, waitMs } = unlimited
+        ? { grants: requests.map(() => true), waitMs: 0 }
+        : await this.#deps.store.take(this.#deps.namespace, this.#deps.sender, limits, requests);
       const refused: Item[] = [];
       pending.forEach((item, index) => {
         if (grants[index] === true) sends.push(this.#send(item, sender));

@@ -3,7 +3,14 @@ export { AutomationEngine, dueTime, durationMs } from "./automations/engine.ts";
 export { AutomationRegistry, compileAutomation } from "./automations/registry.ts";
 export { AutomationStore, instanceKey, LEASE_MS } from "./automations/store.ts";
 export { TimerPoller } from "./automations/timers.ts";
+export { engageConfigSchema, loadEngageConfig } from "./config.ts";
+export { eventsConsumer } from "./events.ts";
+export { runEngage, watchAutomations } from "./main.ts";
+export { createEngageMetrics } from "./metrics.ts";
 
 export type { EngineDeps } from "./automations/engine.ts";
 export type { CompiledAutomation } from "./automations/registry.ts";
 export type { Instance } from "./automations/store.ts";
+export type { EngageConfig } from "./config.ts";
+export type { EngageOverrides } from "./main.ts";
+export type { EngageMetrics } from "./metrics.ts";

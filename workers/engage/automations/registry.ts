@@ -61,6 +61,11 @@ export class AutomationRegistry {
     this.#reindex();
   }
 
+  /** Namespaces with at least one automation: the timer poller visits these. */
+  namespaces(): string[] {
+    return [...new Set([...this.#byKey.values()].map((automation) => automation.namespace))];
+  }
+
   get(namespace: string, name: string): CompiledAutomation | undefined {
     return this.#byKey.get(`${namespace}/${name}`);
   }

@@ -1,0 +1,121 @@
+// `relais engage`: Automations (Campaigns come next), fed by RELAIS_EVENTS and the config KV.
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import {
+  automationConfigSchema,
+  connectNats,
+  connectRedis,
+  createLogger,
+  ensureStreams,
+  openConfigBucket,
+  parseConfigKey,
+  sendMessageId,
+  startOpsServer,
+} from "#runtime";
+import type { Logger } from "#runtime";
+import { AutomationEngine } from "./automations/engine.ts";
+import { AutomationRegistry, compileAutomation } from "./automations/registry.ts";
+import { AutomationStore } from "./automations/store.ts";
+import { TimerPoller } from "./automations/timers.ts";
+import { loadEngageConfig } from "./config.ts";
+import { eventsConsumer } from "./events.ts";
+import { createEngageMetrics } from "./metrics.ts";
+
+/** Keeps `registry` equal to the Automations in the config KV, compiled once per generation. */
+export async function watchAutomations(
+  kv: KV,
+  registry: AutomationRegistry,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  const watcher = await kv.watch({ key: "*.Automation.>" });
+  signal.addEventListener(
+    "abort",
+    () => {
+      watcher.stop();
+    },
+    { once: true },
+  );
+  for await (const entry of watcher) {
+    const key = parseConfigKey(entry.key);
+    if (key === undefined) continue;
+    if (entry.operation !== "PUT") {
+      registry.remove(key.namespace, key.name);
+      continue;
+    }
+    const parsed = automationConfigSchema.safeParse(entry.json());
+    if (!parsed.success) {
+      log.error({ namespace: key.namespace, automation: key.name }, "automation config in KV is invalid");
+      continue;
+    }
+    const compiled = compileAutomation(key.namespace, key.name, parsed.data.generation, parsed.data.spec);
+    if (compiled.problems.length > 0)
+      log.warn(
+        { namespace: key.namespace, automation: key.name, problems: compiled.problems },
+        "automation does not compile",
+      );
+    registry.put(compiled);
+  }
+}
+
+export interface EngageOverrides {
+  log?: Logger;
+  onListening?: (url: string) => void;
+  now?: () => number;
+}
+
+/** Serves until `signal` aborts, then drains: the event in hand is applied, connections close. */
+export async function runEngage(
+  env: Record<string, string | undefined>,
+  signal: AbortSignal,
+  overrides: EngageOverrides = {},
+): Promise<void> {
+  const config = loadEngageConfig(env);
+  const log = overrides.log ?? createLogger({ name: "relais-engage", level: config.logLevel });
+  const now = overrides.now ?? Date.now;
+  const nc = await connectNats(config.natsUrl, "relais-engage");
+  const redis = connectRedis(config.redisUrl, "relais-engage", (error) => {
+    log.warn({ err: error }, "redis connection error");
+  });
+  const jsm = await jetstreamManager(nc);
+  await ensureStreams(jsm);
+  const js = jetstream(nc);
+  const kv = await openConfigBucket(nc);
+  const metrics = createEngageMetrics();
+  const registry = new AutomationRegistry();
+  const store = new AutomationStore(redis);
+  const engine = new AutomationEngine({
+    registry,
+    store,
+    redis,
+    now,
+    log,
+    publish: async (subject, job) => {
+      await js.publish(subject, JSON.stringify(job), { msgID: sendMessageId(job.namespace, job.id) });
+    },
+  });
+  const timers = new TimerPoller({
+    engine,
+    store,
+    namespaces: () => registry.namespaces(),
+    now,
+    log,
+    intervalMs: config.timerIntervalMs,
+  });
+  const ops = await startOpsServer({
+    registry: metrics.registry,
+    isReady: () => !signal.aborted,
+    host: config.host,
+    port: config.port,
+  });
+  overrides.onListening?.(ops.url);
+  log.info({ ops: ops.url }, "engage started");
+  await Promise.all([
+    watchAutomations(kv, registry, log, signal),
+    eventsConsumer({ js, jsm, engine, metrics, log }).run(signal),
+    timers.run(signal),
+  ]);
+  await ops.close();
+  await nc.drain();
+  await redis.quit();
+}
