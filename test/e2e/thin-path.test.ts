@@ -1,10 +1,12 @@
 // The thin path through the whole product: an event in over HTTP, an Automation fires, the
 // Sender's pool delivers to a real SMTP server, and the outcome shows in metrics and counters.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { describe, it } from "node:test";
 import { automationSpecSchema } from "#crds";
 import { AutomationStore, runEngage } from "#engage";
-import { defer, startSmtpSink, useStack, waitUntil } from "#harness";
+import { defer, hasTool, startSmtpSink, toolPath, useStack, waitUntil } from "#harness";
 import { ConfigKeys, createLogger } from "#runtime";
 import { deliverFixture } from "../fixtures/deliver.ts";
 import { ingestFixture } from "../fixtures/ingest.ts";
@@ -40,11 +42,15 @@ describe("event to inbox", () => {
     await pool.kv.put(ConfigKeys.of(namespace, "Automation", "welcome"), JSON.stringify({ generation: 1, spec }));
 
     const engage = new AbortController();
+    let engageUrl = "";
     const running = runEngage(
       { RELAIS_NATS_URL: stack.natsUrl, RELAIS_REDIS_URL: stack.redisUrl, RELAIS_HOST: "127.0.0.1", RELAIS_PORT: "0" },
       engage.signal,
       {
         log: createLogger({ name: "engage-e2e", level: "silent" }),
+        onListening: (url) => {
+          engageUrl = url;
+        },
       },
     );
     defer(t, async () => {
@@ -89,5 +95,21 @@ describe("event to inbox", () => {
     assert.equal(settled, "");
     assert.deepEqual(await counters.stats(namespace, "welcome"), { triggered: 1, waiting: 0, sent: 1, filteredOut: 1 });
     assert.equal(sink.received.length, 1, "the free plan did not pass the filter");
+    const metrics = await (await fetch(`${engageUrl}/metrics`)).text();
+    const series = (outcome: string) =>
+      new RegExp(
+        `relais_engage_automation_instances_total\\{namespace="${namespace}",automation="welcome",outcome="${outcome}"\\} 1`,
+      );
+    assert.match(metrics, series("sent"));
+    assert.match(metrics, series("filtered_out"));
+    assert.match(
+      metrics,
+      new RegExp(`relais_engage_automation_waiting_instances\\{namespace="${namespace}",automation="welcome"\\} 0`),
+    );
+    if (hasTool("promtool")) {
+      const check = promisify(execFile)(toolPath("promtool"), ["check", "metrics"]);
+      check.child.stdin?.end(metrics);
+      await check;
+    }
   });
 });

@@ -6,7 +6,7 @@ export { TimerPoller } from "./automations/timers.ts";
 export { engageConfigSchema, loadEngageConfig } from "./config.ts";
 export { eventsConsumer } from "./events.ts";
 export { runEngage, watchAutomations } from "./main.ts";
-export { createEngageMetrics } from "./metrics.ts";
+export { createEngageMetrics, registerAutomationMetrics } from "./metrics.ts";
 
 export type { EngineDeps } from "./automations/engine.ts";
 export type { CompiledAutomation } from "./automations/registry.ts";

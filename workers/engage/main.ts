@@ -19,7 +19,7 @@ import { AutomationStore } from "./automations/store.ts";
 import { TimerPoller } from "./automations/timers.ts";
 import { loadEngageConfig } from "./config.ts";
 import { eventsConsumer } from "./events.ts";
-import { createEngageMetrics } from "./metrics.ts";
+import { createEngageMetrics, registerAutomationMetrics } from "./metrics.ts";
 
 /** Keeps `registry` equal to the Automations in the config KV, compiled once per generation. */
 export async function watchAutomations(
@@ -94,6 +94,15 @@ export async function runEngage(
       await js.publish(subject, JSON.stringify(job), { msgID: sendMessageId(job.namespace, job.id) });
     },
   });
+  registerAutomationMetrics(metrics.registry, async () =>
+    Promise.all(
+      registry.all().map(async (automation) => ({
+        namespace: automation.namespace,
+        automation: automation.name,
+        counters: await store.stats(automation.namespace, automation.name),
+      })),
+    ),
+  );
   const timers = new TimerPoller({
     engine,
     store,

@@ -61,6 +61,11 @@ export class AutomationRegistry {
     this.#reindex();
   }
 
+  /** Every automation, compiled or not. */
+  all(): CompiledAutomation[] {
+    return [...this.#byKey.values()];
+  }
+
   /** Namespaces with at least one automation: the timer poller visits these. */
   namespaces(): string[] {
     return [...new Set([...this.#byKey.values()].map((automation) => automation.namespace))];
