@@ -52,6 +52,7 @@ import {
   Subjects,
 } from "#runtime";
 import type { SendJob } from "#runtime";
+import { commandLine, cpuSeconds, numberSetting, packageVersion, ticksPerSecond } from "./support.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -68,15 +69,6 @@ interface Settings {
   transports: Transport[];
   warmupMessages: number;
   timeoutS: number;
-}
-
-function numberSetting(name: string, fallback: number, range: { min: number; max: number }): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < range.min || value > range.max)
-    throw new Error(`${name} must be an integer from ${range.min} to ${range.max}, got "${raw}"`);
-  return value;
 }
 
 function listSetting(name: string, fallback: string): string[] {
@@ -227,31 +219,6 @@ async function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
   const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
   await exited;
   clearTimeout(timer);
-}
-
-let clockTicks: number | undefined;
-/** The unit of /proc CPU times (USER_HZ, nearly always 100). */
-function ticksPerSecond(): number {
-  if (clockTicks === undefined) {
-    try {
-      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-    } catch {
-      clockTicks = 100;
-    }
-  }
-  return clockTicks;
-}
-
-/** User + system CPU seconds a process has used so far (Linux /proc), or undefined. */
-function cpuSeconds(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
-  } catch {
-    return undefined;
-  }
 }
 
 /** CPU seconds of the whole machine so far: in processes (user, nice, system) and of any kind. */
@@ -957,15 +924,6 @@ function versionOf(tool: "nats-server" | "redis-server" | "nats"): string {
   }
 }
 
-function packageVersion(name: string): string {
-  try {
-    const file = join(import.meta.dirname, "..", "..", "node_modules", name, "package.json");
-    return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
-  } catch {
-    return "unknown";
-  }
-}
-
 function machineInfo(): Record<string, string | number> {
   return {
     cores: availableParallelism(),
@@ -981,14 +939,6 @@ function machineInfo(): Record<string, string | number> {
     nodemailer: packageVersion("nodemailer"),
     webPush: packageVersion("web-push"),
   };
-}
-
-function commandLine(): string {
-  const env = Object.entries(process.env)
-    .filter(([name]) => name.startsWith("BENCH_"))
-    .map(([name, value]) => `${name}=${value ?? ""} `)
-    .join("");
-  return `${env}node ${relative(process.cwd(), import.meta.filename)}`;
 }
 
 const whole = (value: number | undefined): string =>
@@ -1244,7 +1194,7 @@ async function main(): Promise<void> {
   }, budgetMs);
   watchdog.unref();
 
-  const command = commandLine();
+  const command = commandLine(import.meta.filename);
   const machine = machineInfo();
   console.log("Relais deliver benchmark - one deliver replica vs bare JetStream consume+ack");
   console.log(`command: ${command}`);

@@ -38,6 +38,7 @@ import { startStack, toolPath } from "#harness";
 import type { Stack } from "#harness";
 import { connectNats, connectRedis, createLogger, ensureStreams, Streams } from "#runtime";
 import type { Logger } from "#runtime";
+import { commandLine, cpuSeconds, ticksPerSecond } from "./support.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Shapes shared by the three processes
@@ -372,31 +373,6 @@ async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
   clearTimeout(timer);
 }
 
-let clockTicks: number | undefined;
-/** The unit of /proc CPU times (USER_HZ, nearly always 100). */
-function ticksPerSecond(): number {
-  if (clockTicks === undefined) {
-    try {
-      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-    } catch {
-      clockTicks = 100;
-    }
-  }
-  return clockTicks;
-}
-
-/** User + system CPU seconds a process has used so far (Linux /proc), or undefined. */
-function cpuSeconds(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
-  } catch {
-    return undefined;
-  }
-}
-
 interface MachineTimes {
   /** Time in processes (user, nice, system), interrupts (irq, softirq), taken by the hypervisor (steal), all. */
   tasks: number;
@@ -662,14 +638,6 @@ function machineInfo(): Record<string, string | number> {
   };
 }
 
-function commandLine(): string {
-  const env = Object.entries(process.env)
-    .filter(([name]) => name.startsWith("BENCH_"))
-    .map(([name, value]) => `${name}=${value ?? ""} `)
-    .join("");
-  return `${env}node ${relative(process.cwd(), import.meta.filename)}`;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Report
 
@@ -820,7 +788,7 @@ async function main(): Promise<void> {
   }, budgetMs);
   watchdog.unref();
 
-  const command = commandLine();
+  const command = commandLine(import.meta.filename);
   const machine = machineInfo();
   console.log("Relais ingest benchmark - one ingest process vs bare fastify");
   console.log(`command: ${command}`);

@@ -1,6 +1,6 @@
 // `relais engage`: Automations (Campaigns come next), fed by RELAIS_EVENTS and the config KV.
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
+import type { KV, KvWatchEntry } from "@nats-io/kv";
 import {
   automationConfigSchema,
   connectNats,
@@ -21,40 +21,53 @@ import { loadEngageConfig } from "./config.ts";
 import { eventsConsumer } from "./events.ts";
 import { createEngageMetrics, registerAutomationMetrics } from "./metrics.ts";
 
-/** Keeps `registry` equal to the Automations in the config KV, compiled once per generation. */
-export async function watchAutomations(
-  kv: KV,
-  registry: AutomationRegistry,
-  log: Logger,
-  signal: AbortSignal,
-): Promise<void> {
+/** Applies one KV entry of an Automation to the registry. */
+function applyEntry(registry: AutomationRegistry, log: Logger, entry: KvWatchEntry): void {
+  const key = parseConfigKey(entry.key);
+  if (key === undefined) return;
+  if (entry.operation !== "PUT") {
+    registry.remove(key.namespace, key.name);
+    return;
+  }
+  const parsed = automationConfigSchema.safeParse(entry.json());
+  if (!parsed.success) {
+    log.error({ namespace: key.namespace, automation: key.name }, "automation config in KV is invalid");
+    return;
+  }
+  const compiled = compileAutomation(key.namespace, key.name, parsed.data.generation, parsed.data.spec);
+  if (compiled.problems.length > 0) {
+    log.warn(
+      { namespace: key.namespace, automation: key.name, problems: compiled.problems },
+      "automation does not compile",
+    );
+  }
+  registry.put(compiled);
+}
+
+/**
+ * Keeps `registry` equal to the Automations in the config KV, compiled once per generation.
+ * `onLoaded` is called once the values present at start are in: events must not be consumed
+ * before, or they would match nothing and be acked, their triggers and cancels lost.
+ */
+export async function watchAutomations(options: {
+  kv: KV;
+  registry: AutomationRegistry;
+  log: Logger;
+  signal: AbortSignal;
+  onLoaded?: () => void;
+}): Promise<void> {
+  const { kv, registry, log, signal } = options;
+  const onLoaded = options.onLoaded ?? (() => undefined);
+  let initial = 0;
+  for await (const _key of await kv.keys("*.Automation.>")) initial++;
+  if (initial === 0) onLoaded();
   const watcher = await kv.watch({ key: "*.Automation.>" });
-  signal.addEventListener(
-    "abort",
-    () => {
-      watcher.stop();
-    },
-    { once: true },
-  );
+  signal.addEventListener("abort", () => { watcher.stop(); }, { once: true });
   for await (const entry of watcher) {
-    const key = parseConfigKey(entry.key);
-    if (key === undefined) continue;
-    if (entry.operation !== "PUT") {
-      registry.remove(key.namespace, key.name);
-      continue;
-    }
-    const parsed = automationConfigSchema.safeParse(entry.json());
-    if (!parsed.success) {
-      log.error({ namespace: key.namespace, automation: key.name }, "automation config in KV is invalid");
-      continue;
-    }
-    const compiled = compileAutomation(key.namespace, key.name, parsed.data.generation, parsed.data.spec);
-    if (compiled.problems.length > 0)
-      log.warn(
-        { namespace: key.namespace, automation: key.name, problems: compiled.problems },
-        "automation does not compile",
-      );
-    registry.put(compiled);
+    applyEntry(registry, log, entry);
+    // The values present at start come first; delta counts those still to come, so 0 means
+    // caught up (later updates also arrive with 0: calling again is harmless).
+    if (entry.delta === 0) onLoaded();
   }
 }
 
@@ -82,6 +95,7 @@ export async function runEngage(
   const js = jetstream(nc);
   const kv = await openConfigBucket(nc);
   const metrics = createEngageMetrics();
+  let ready = false;
   const registry = new AutomationRegistry();
   const store = new AutomationStore(redis);
   const engine = new AutomationEngine({
@@ -110,20 +124,28 @@ export async function runEngage(
     now,
     log,
     intervalMs: config.timerIntervalMs,
+    onFired: (count) => {
+      metrics.timersFired.inc(count);
+    },
   });
   const ops = await startOpsServer({
     registry: metrics.registry,
-    isReady: () => !signal.aborted,
+    isReady: () => ready && !signal.aborted,
     host: config.host,
     port: config.port,
   });
   overrides.onListening?.(ops.url);
   log.info({ ops: ops.url }, "engage started");
-  await Promise.all([
-    watchAutomations(kv, registry, log, signal),
-    eventsConsumer({ js, jsm, engine, metrics, log }).run(signal),
-    timers.run(signal),
-  ]);
+  let markLoaded = (): void => undefined;
+  const loaded = new Promise<void>((resolve) => {
+    markLoaded = resolve;
+  });
+  const watching = watchAutomations({ kv, registry, log, signal, onLoaded: markLoaded });
+  // Consuming events or firing timers before the automations are in would lose triggers,
+  // cancels, and instances of automations not yet loaded.
+  await Promise.race([loaded, watching]);
+  ready = true;
+  await Promise.all([watching, eventsConsumer({ js, jsm, engine, metrics, log }).run(signal), timers.run(signal)]);
   await ops.close();
   await nc.drain();
   await redis.quit();

@@ -57,6 +57,16 @@ end
 return result
 `;
 
+/** renew: ARGV = prefix, untilMs, then keys. Extends the leases of instances still being fired. */
+export const RENEW = `
+local prefix, untilMs = ARGV[1], tonumber(ARGV[2])
+local leases = prefix .. 'lease'
+for i = 3, #ARGV do
+  if redis.call('ZSCORE', leases, ARGV[i]) then redis.call('ZADD', leases, untilMs, ARGV[i]) end
+end
+return #ARGV - 2
+`;
+
 /** hold: ARGV = prefix, key, dueMs. Puts a claimed instance back to wait (its automation is suspended). */
 export const HOLD = `
 local prefix, key, due = ARGV[1], ARGV[2], tonumber(ARGV[3])

@@ -3,7 +3,7 @@
 import type { Redis } from "ioredis";
 import { RedisKeys } from "#runtime";
 import type { EventMessage } from "#runtime";
-import { CANCEL, CLAIM, DONE, GUARD, HOLD, INSTANCES, SCHEDULE } from "./scripts.ts";
+import { CANCEL, CLAIM, DONE, GUARD, HOLD, INSTANCES, RENEW, SCHEDULE } from "./scripts.ts";
 
 type ScriptRunner = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
 
@@ -27,8 +27,13 @@ export interface GuardInput {
   skip: string | undefined;
 }
 
-/** How long a claimed instance may take to fire before another worker takes it over. */
-export const LEASE_MS = 30_000;
+/**
+ * How long a claimed instance stays with its worker without a renewal. Short, so a killed
+ * worker's claims fire again within seconds; a worker still firing renews its leases every
+ * LEASE_RENEW_MS. A repeated fire is harmless: the instance is reserved and its send id is the same.
+ */
+export const LEASE_MS = 3000;
+export const LEASE_RENEW_MS = 1000;
 
 export function instanceKey(automation: string, profileId: string, eventId: string): string {
   return `${automation}|${profileId}|${eventId}`;
@@ -50,7 +55,7 @@ export class AutomationStore {
 
   constructor(redis: Redis) {
     this.#redis = redis;
-    const scripts = { SCHEDULE, CLAIM, HOLD, GUARD, DONE, CANCEL, INSTANCES };
+    const scripts = { SCHEDULE, CLAIM, RENEW, HOLD, GUARD, DONE, CANCEL, INSTANCES };
     for (const [name, lua] of Object.entries(scripts)) {
       const command = `relaisEngage${name}`;
       redis.defineCommand(command, { lua });
@@ -82,6 +87,12 @@ export class AutomationStore {
   async claimDue(namespace: string, nowMs: number, limit: number): Promise<Instance[]> {
     const flat = (await this.#script("CLAIM", prefixOf(namespace), nowMs, limit, LEASE_MS)) as string[];
     return pairs(flat).map(([, json]) => JSON.parse(json) as Instance);
+  }
+
+  /** Extends the leases of instances this worker is still firing. */
+  async renew(namespace: string, keys: readonly string[], nowMs: number): Promise<void> {
+    if (keys.length === 0) return;
+    await this.#script("RENEW", prefixOf(namespace), nowMs + LEASE_MS, ...keys);
   }
 
   async hold(namespace: string, key: string, dueMs: number): Promise<void> {

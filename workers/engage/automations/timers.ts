@@ -4,6 +4,7 @@
 // drive time themselves.
 import type { Logger, Runnable } from "#runtime";
 import type { AutomationEngine } from "./engine.ts";
+import { LEASE_RENEW_MS } from "./store.ts";
 import type { AutomationStore } from "./store.ts";
 
 export interface TimerDeps {
@@ -15,6 +16,8 @@ export interface TimerDeps {
   log: Logger;
   intervalMs?: number;
   batchSize?: number;
+  /** Called with the number of instances each claim fired. */
+  onFired?: (count: number) => void;
 }
 
 export class TimerPoller implements Runnable {
@@ -31,14 +34,27 @@ export class TimerPoller implements Runnable {
     for (const namespace of this.#deps.namespaces()) {
       for (;;) {
         const due = await this.#deps.store.claimDue(namespace, this.#deps.now(), batch);
-        await Promise.all(
-          due.map((instance) =>
-            this.#deps.engine.fire(namespace, instance).catch((error: unknown) => {
-              // The lease expires and another tick fires it again: nothing is lost.
-              this.#deps.log.warn({ err: error, namespace }, "timer fire failed; retried after its lease");
-            }),
-          ),
-        );
+        const open = new Set(due.map((instance) => instance.key));
+        // Keep the claims while firing; a worker that dies stops renewing and loses them in seconds.
+        const renewal = setInterval(() => {
+          void this.#deps.store.renew(namespace, [...open], this.#deps.now()).catch(() => undefined);
+        }, LEASE_RENEW_MS);
+        try {
+          await Promise.all(
+            due.map((instance) =>
+              this.#deps.engine
+                .fire(namespace, instance)
+                .catch((error: unknown) => {
+                  // The lease lapses and another tick fires it again: nothing is lost.
+                  this.#deps.log.warn({ err: error, namespace }, "timer fire failed; retried after its lease");
+                })
+                .finally(() => open.delete(instance.key)),
+            ),
+          );
+        } finally {
+          clearInterval(renewal);
+        }
+        this.#deps.onFired?.(due.length);
         fired += due.length;
         if (due.length < batch) break;
       }
