@@ -62,7 +62,13 @@ export async function watchAutomations(options: {
   for await (const _key of await kv.keys("*.Automation.>")) initial++;
   if (initial === 0) onLoaded();
   const watcher = await kv.watch({ key: "*.Automation.>" });
-  signal.addEventListener("abort", () => { watcher.stop(); }, { once: true });
+  signal.addEventListener(
+    "abort",
+    () => {
+      watcher.stop();
+    },
+    { once: true },
+  );
   for await (const entry of watcher) {
     applyEntry(registry, log, entry);
     // The values present at start come first; delta counts those still to come, so 0 means
