@@ -9,7 +9,6 @@
 // test lasts over a minute whatever the volume; one that comes back before the replica's claim on
 // it lapses (also 60 s, taken a few ms after delivery) is "busy" and waits 30 s more.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { hostname } from "node:os";
 import { describe, it } from "node:test";
@@ -18,7 +17,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { Redis } from "ioredis";
 import { campaignSpecSchema, senderSpecSchema } from "#crds";
-import { defer, freePort, hasTool, startSmtpSink, toolPath, uniqueName, useStack, waitUntil } from "#harness";
+import { defer, spawnRelais, startSmtpSink, uniqueName, useStack, waitUntil } from "#harness";
 import type { SmtpSink } from "#harness";
 import { ProfileStore } from "#ingest";
 import {
@@ -35,7 +34,6 @@ import {
 import type { SendJob } from "#runtime";
 
 const stack = useStack(["nats", "redis"]);
-const cli = new URL("../../bin/relais.ts", import.meta.url).pathname;
 
 const JOBS = Number(process.env.RELAIS_CHAOS_SENDS ?? 2000);
 const REPLICAS = 3;
@@ -187,41 +185,22 @@ async function removeKeys(redis: Redis, namespace: string): Promise<void> {
   } while (cursor !== "0");
 }
 
-/** Spawns one `relais deliver`, killed with the test (and with this process, through setpriv). */
+/** Spawns one `relais deliver` (see spawnRelais: killed with the test and with this process). */
 async function startReplica(t: TestContext, namespace: string, name: string): Promise<Replica> {
-  const port = await freePort();
-  const command = [process.execPath, cli, "deliver"];
-  const [file, ...args] = hasTool("setpriv")
-    ? [toolPath("setpriv"), "--pdeathsig", "SIGKILL", "--", ...command]
-    : command;
-  const child = spawn(file ?? process.execPath, args, {
+  const replica = await spawnRelais(t, {
+    command: "deliver",
+    name,
     env: {
-      PATH: process.env.PATH ?? "",
       RELAIS_NATS_URL: stack.natsUrl,
       RELAIS_REDIS_URL: stack.redisUrl,
       RELAIS_NAMESPACE: namespace,
       RELAIS_SENDER: SENDER,
-      RELAIS_HOST: "127.0.0.1",
-      RELAIS_PORT: String(port),
       RELAIS_TOKEN_SECRET: "chaos-test-token-secret-at-least-32-chars",
       RELAIS_PUBLIC_BASE_URL: "https://engage.shop.example",
       RELAIS_LOG_LEVEL: "warn",
     },
-    stdio: ["ignore", "pipe", "pipe"],
   });
-  defer(t, () => void child.kill("SIGKILL"));
-  let output = "";
-  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000));
-  child.stdout.on("data", keep);
-  child.stderr.on("data", keep);
-  const exited = new Promise<string>((resolve) => {
-    child.once("exit", (code, signal) => {
-      resolve(code === null ? `by ${signal ?? "a signal"}` : `with code ${code}`);
-    });
-  });
-  assert.ok(child.pid !== undefined, `${name} did not spawn`);
-  const base = `http://127.0.0.1:${port}`;
-  return { name, child, pid: child.pid, metricsUrl: `${base}/metrics`, exited, output: () => output };
+  return { ...replica, metricsUrl: `${replica.baseUrl}/metrics` };
 }
 
 async function awaitReady(replica: Replica): Promise<void> {

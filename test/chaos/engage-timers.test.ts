@@ -14,7 +14,6 @@
 // whoever runs: the 1 s bound for them is a TODO subtest until a dead process's claims are taken
 // back sooner. The other bounds are asserted.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { describe, it } from "node:test";
 import type { TestContext } from "node:test";
@@ -24,13 +23,12 @@ import type { Redis } from "ioredis";
 import { automationSpecSchema } from "#crds";
 import { AutomationStore, instanceKey, LEASE_MS } from "#engage";
 import type { Instance } from "#engage";
-import { defer, freePort, hasTool, toolPath, uniqueName, useStack, waitUntil } from "#harness";
+import { defer, spawnRelais, uniqueName, useStack, waitUntil } from "#harness";
 import { ProfileStore } from "#ingest";
 import { ConfigKeys, connectNats, connectRedis, ensureStreams, openConfigBucket, Streams, Subjects } from "#runtime";
 import type { EventMessage, SendJob } from "#runtime";
 
 const stack = useStack(["nats", "redis"]);
-const cli = new URL("../../bin/relais.ts", import.meta.url).pathname;
 
 const TIMERS = Number(process.env.RELAIS_CHAOS_TIMERS ?? 5000);
 const AUTOMATION = "reminder";
@@ -63,37 +61,18 @@ interface Engage {
   output(): string;
 }
 
-/** Spawns one `relais engage`, killed with the test (and with this process, through setpriv). */
+/** Spawns one `relais engage` (see spawnRelais: killed with the test and with this process). */
 async function startEngage(t: TestContext, name: string): Promise<Engage> {
-  const port = await freePort();
-  const command = [process.execPath, cli, "engage"];
-  const [file, ...args] = hasTool("setpriv")
-    ? [toolPath("setpriv"), "--pdeathsig", "SIGKILL", "--", ...command]
-    : command;
-  const child = spawn(file ?? process.execPath, args, {
+  return spawnRelais(t, {
+    command: "engage",
+    name,
     env: {
-      PATH: process.env.PATH ?? "",
       RELAIS_NATS_URL: stack.natsUrl,
       RELAIS_REDIS_URL: stack.redisUrl,
-      RELAIS_HOST: "127.0.0.1",
-      RELAIS_PORT: String(port),
       RELAIS_TIMER_INTERVAL_MS: String(TIMER_INTERVAL_MS),
       RELAIS_LOG_LEVEL: "warn",
     },
-    stdio: ["ignore", "pipe", "pipe"],
   });
-  defer(t, () => void child.kill("SIGKILL"));
-  let output = "";
-  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000));
-  child.stdout.on("data", keep);
-  child.stderr.on("data", keep);
-  const exited = new Promise<string>((resolve) => {
-    child.once("exit", (code, signal) => {
-      resolve(code === null ? `by ${signal ?? "a signal"}` : `with code ${code}`);
-    });
-  });
-  assert.ok(child.pid !== undefined, `${name} did not spawn`);
-  return { name, child, pid: child.pid, baseUrl: `http://127.0.0.1:${port}`, exited, output: () => output };
 }
 
 /** Resolves with the time (Date.now) /readyz first answered 200. */

@@ -6,6 +6,7 @@ export { ManagedProcess } from "./process.ts";
 export { startEtcd, startNats, startRedis } from "./servers.ts";
 export { Components, StackEnv, startStack } from "./stack.ts";
 export { defer, uniqueName, useStack } from "./context.ts";
+export { spawnRelais } from "./relais.ts";
 export { Tools, hasTool, provisionedBinDir, toolPath } from "./tools.ts";
 export { generateDkimKey, startSmtpSink } from "./smtp.ts";
 export { startSparkPostEndpoint } from "./sparkpost.ts";
@@ -16,6 +17,7 @@ export type { ProcessSpec } from "./process.ts";
 export type { EtcdServer, NatsServer, RedisServer, Server } from "./servers.ts";
 export type { Component, Stack, StackOptions } from "./stack.ts";
 export type { StackInfo } from "./context.ts";
+export type { RelaisProcess, RelaisProcessOptions } from "./relais.ts";
 export type { Tool } from "./tools.ts";
 export type {
   PushAttempt,
