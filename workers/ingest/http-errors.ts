@@ -21,6 +21,22 @@ export function sendError(reply: FastifyReply, code: ErrorCode, message: string,
   return reply.code(statusOf[code] ?? 500).send({ error: { code, message, ...(issues !== undefined && { issues }) } });
 }
 
+/**
+ * 503 for a dependency that could not take the request (NATS or Redis restarting): the client
+ * retries the same request after Retry-After; every write is idempotent.
+ */
+export function sendUnavailable(
+  reply: FastifyReply,
+  dependency: "nats" | "redis",
+  retryAfterSeconds = 1,
+): FastifyReply {
+  return sendError(
+    reply.header("retry-after", String(retryAfterSeconds)),
+    "RELAIS_HTTP_UNAVAILABLE",
+    `${dependency} unavailable; retry`,
+  );
+}
+
 /** "events.3.name" style paths from zod become "events[3].name". */
 export function formatIssuePath(path: readonly PropertyKey[]): string {
   return path

@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { sendError } from "../http-errors.ts";
+import { sendError, sendUnavailable } from "../http-errors.ts";
 import type { IngestMetrics } from "../metrics.ts";
 import { errorResponseSchema, LIMITS, trackBodySchema } from "../schemas.ts";
 import type { IngestService } from "../service.ts";
@@ -53,11 +53,7 @@ export function eventRoutes(service: IngestService, metrics: IngestMetrics): Fas
         const result = await service.track(namespace, request.body);
         if (result.kind === "unavailable") {
           metrics.events.inc({ namespace, outcome: "rejected", reason: "unavailable" }, request.body.events.length);
-          return sendError(
-            reply.header("retry-after", "1"),
-            "RELAIS_HTTP_UNAVAILABLE",
-            `${result.dependency} unavailable; retry`,
-          );
+          return sendUnavailable(reply, result.dependency);
         }
         if (result.kind === "eventTooLarge") {
           metrics.events.inc({ namespace, outcome: "rejected", reason: "too_large" }, request.body.events.length);

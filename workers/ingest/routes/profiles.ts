@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { sendError } from "../http-errors.ts";
+import { sendError, sendUnavailable } from "../http-errors.ts";
 import { errorResponseSchema, identifyBodySchema, profileIdSchema } from "../schemas.ts";
 import type { IngestService } from "../service.ts";
 
@@ -37,11 +37,7 @@ export function profileRoutes(service: IngestService): FastifyPluginAsync {
           case "tooManyFields":
             return sendError(reply, "RELAIS_PROFILE_TOO_MANY_FIELDS", `a profile holds at most ${result.max} fields`);
           case "unavailable":
-            return sendError(
-              reply.header("retry-after", "1"),
-              "RELAIS_HTTP_UNAVAILABLE",
-              "profile store unavailable; retry",
-            );
+            return sendUnavailable(reply, result.dependency);
         }
       },
     );
@@ -57,11 +53,7 @@ export function profileRoutes(service: IngestService): FastifyPluginAsync {
           case "notFound":
             return sendError(reply, "RELAIS_HTTP_NOT_FOUND", `no profile "${request.params.id}"`);
           case "unavailable":
-            return sendError(
-              reply.header("retry-after", "1"),
-              "RELAIS_HTTP_UNAVAILABLE",
-              "profile store unavailable; retry",
-            );
+            return sendUnavailable(reply, result.dependency);
         }
       },
     );
@@ -77,11 +69,7 @@ export function profileRoutes(service: IngestService): FastifyPluginAsync {
           case "notFound":
             return sendError(reply, "RELAIS_HTTP_NOT_FOUND", `no profile "${request.params.id}"`);
           case "unavailable":
-            return sendError(
-              reply.header("retry-after", "1"),
-              "RELAIS_HTTP_UNAVAILABLE",
-              `${result.dependency} unavailable; retry`,
-            );
+            return sendUnavailable(reply, result.dependency);
         }
       },
     );
