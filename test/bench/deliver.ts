@@ -52,7 +52,15 @@ import {
   Subjects,
 } from "#runtime";
 import type { SendJob } from "#runtime";
-import { commandLine, cpuSeconds, numberSetting, packageVersion, ticksPerSecond } from "./support.ts";
+import {
+  commandLine,
+  cpuSeconds,
+  nextMessage,
+  numberSetting,
+  packageVersion,
+  stopChild,
+  ticksPerSecond,
+} from "./support.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -174,51 +182,6 @@ function spawnSink(config: SinkConfig): ChildProcess {
   children.add(child);
   child.once("exit", () => children.delete(child));
   return child;
-}
-
-/** The next message of `type` from `child`; rejects when it exits first or `timeoutMs` passes. */
-async function nextMessage<T extends ChildMessage["type"]>(
-  child: ChildProcess,
-  type: T,
-  timeoutMs: number,
-): Promise<Extract<ChildMessage, { type: T }>> {
-  return new Promise((resolve, reject) => {
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      child.off("message", onMessage);
-      child.off("exit", onExit);
-    };
-    const onMessage = (message: unknown): void => {
-      if ((message as { type?: unknown } | null)?.type === type) {
-        cleanup();
-        resolve(message as Extract<ChildMessage, { type: T }>);
-      }
-    };
-    const onExit = (code: number | null, signal: string | null): void => {
-      cleanup();
-      reject(new Error(`sink child exited (${String(code ?? signal)}) before "${type}"`));
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`no "${type}" from the sink child within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on("message", onMessage);
-    child.once("exit", onExit);
-  });
-}
-
-/** SIGTERM, then SIGKILL after `graceMs`; resolves once the child is gone. */
-async function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => {
-    child.once("exit", () => {
-      resolve();
-    });
-  });
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-  await exited;
-  clearTimeout(timer);
 }
 
 /** CPU seconds of the whole machine so far: in processes (user, nice, system) and of any kind. */
@@ -668,7 +631,7 @@ async function startReceiver(run: ReplicaRun): Promise<Receiver> {
       : { kind: "webpush", vapidPublicKey: vapid.publicKey, subscriptions: run.messages },
   );
   try {
-    const ready = await nextMessage(child, "ready", 120_000);
+    const ready = await nextMessage<ChildMessage, "ready">(child, "ready", 120_000);
     return { child, port: ready.port, ca: ready.ca, subscriptions: ready.subscriptions, vapid };
   } catch (error) {
     await stopChild(child, 1000);
@@ -806,7 +769,7 @@ function steadyRate(samples: { at: number; sent: number }[], count: number): num
 async function receiverCount(receiver: Receiver): Promise<ReplicaResult["receiver"]> {
   const child = receiver.child;
   if (child === undefined) return undefined;
-  const reply = nextMessage(child, "count", 10_000);
+  const reply = nextMessage<ChildMessage, "count">(child, "count", 10_000);
   child.send({ type: "count" });
   const { received, refused, errors, maxConnections } = await reply;
   return { received, refused, errors, maxConnections };
@@ -886,7 +849,7 @@ async function replicaRun(context: Context, run: ReplicaRun): Promise<ReplicaRes
       ...(error !== undefined && { error }),
     };
   } finally {
-    if (receiver.child !== undefined) await stopChild(receiver.child);
+    if (receiver.child !== undefined) await stopChild(receiver.child, 5000);
   }
 }
 

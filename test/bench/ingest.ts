@@ -38,7 +38,7 @@ import { startStack, toolPath } from "#harness";
 import type { Stack } from "#harness";
 import { connectNats, connectRedis, createLogger, ensureStreams, Streams } from "#runtime";
 import type { Logger } from "#runtime";
-import { commandLine, cpuSeconds, ticksPerSecond } from "./support.ts";
+import { commandLine, cpuSeconds, nextMessage, stopChild, ticksPerSecond } from "./support.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Shapes shared by the three processes
@@ -328,51 +328,6 @@ function spawnSelf(mode: "serve" | "load", config: ServeConfig | LoadConfig, std
   return child;
 }
 
-/** The next message of `type` from `child`; rejects when it exits first or `timeoutMs` passes. */
-async function nextMessage<T extends ChildMessage["type"]>(
-  child: ChildProcess,
-  type: T,
-  timeoutMs: number,
-): Promise<Extract<ChildMessage, { type: T }>> {
-  return new Promise((resolve, reject) => {
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      child.off("message", onMessage);
-      child.off("exit", onExit);
-    };
-    const onMessage = (message: unknown): void => {
-      if (typeof message === "object" && message !== null && (message as { type?: unknown }).type === type) {
-        cleanup();
-        resolve(message as Extract<ChildMessage, { type: T }>);
-      }
-    };
-    const onExit = (code: number | null, signal: string | null): void => {
-      cleanup();
-      reject(new Error(`child exited (${String(code ?? signal)}) before "${type}"`));
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`no "${type}" from the child within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on("message", onMessage);
-    child.once("exit", onExit);
-  });
-}
-
-/** SIGTERM, then SIGKILL after `graceMs`; resolves once the child is gone. */
-async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) =>
-    child.once("exit", () => {
-      resolve();
-    }),
-  );
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-  await exited;
-  clearTimeout(timer);
-}
-
 interface MachineTimes {
   /** Time in processes (user, nice, system), interrupts (irq, softirq), taken by the hypervisor (steal), all. */
   tasks: number;
@@ -530,10 +485,12 @@ async function startServer(
       },
       logFd,
     );
-    const { port, fastifyVersion } = await nextMessage(child, "listening", 60_000).catch(async (error: unknown) => {
-      await stopChild(child, 1000);
-      throw error;
-    });
+    const { port, fastifyVersion } = await nextMessage<ChildMessage, "listening">(child, "listening", 60_000).catch(
+      async (error: unknown) => {
+        await stopChild(child, 1000);
+        throw error;
+      },
+    );
     return { child, port, fastifyVersion, secret };
   } finally {
     closeSync(logFd);
@@ -548,8 +505,8 @@ async function runLoad(
   const child = spawnSelf("load", config, "inherit");
   try {
     const budgetMs = (config.warmupS + config.durationS) * 1000 + 60_000;
-    const measuring = nextMessage(child, "measuring", budgetMs);
-    const finished = nextMessage(child, "result", budgetMs);
+    const measuring = nextMessage<ChildMessage, "measuring">(child, "measuring", budgetMs);
+    const finished = nextMessage<ChildMessage, "result">(child, "result", budgetMs);
     finished.catch(() => undefined); // awaited below; a rejection before then is not unhandled
     await measuring;
     const all = {

@@ -1,5 +1,6 @@
 // Helpers shared by the benchmark scripts: settings, versions, and CPU accounting from /proc.
 import { execFileSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 
@@ -54,4 +55,52 @@ export function ticksPerSecond(): number {
     }
   }
   return clockTicks;
+}
+
+/**
+ * The next IPC message of `type` from `child` (a bench script run in another process); rejects
+ * when the child exits first or `timeoutMs` passes.
+ */
+export async function nextMessage<M extends { type: string }, T extends M["type"]>(
+  child: ChildProcess,
+  type: T,
+  timeoutMs: number,
+): Promise<Extract<M, { type: T }>> {
+  return new Promise((resolve, reject) => {
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      child.off("message", onMessage);
+      child.off("exit", onExit);
+    };
+    const onMessage = (message: unknown): void => {
+      if (typeof message === "object" && message !== null && (message as { type?: unknown }).type === type) {
+        cleanup();
+        resolve(message as Extract<M, { type: T }>);
+      }
+    };
+    const onExit = (code: number | null, signal: string | null): void => {
+      cleanup();
+      reject(new Error(`child ${String(child.pid)} exited (${String(code ?? signal)}) before "${type}"`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no "${type}" from child ${String(child.pid)} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on("message", onMessage);
+    child.once("exit", onExit);
+  });
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the child is gone. */
+export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", () => {
+      resolve();
+    });
+  });
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
 }

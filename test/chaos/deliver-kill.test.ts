@@ -17,7 +17,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { Redis } from "ioredis";
 import { campaignSpecSchema, senderSpecSchema } from "#crds";
-import { defer, spawnRelais, startSmtpSink, uniqueName, useStack, waitUntil } from "#harness";
+import { defer, spawnRelais, startSmtpSink, uniqueName, useStack, waitUntil, within } from "#harness";
 import type { SmtpSink } from "#harness";
 import { ProfileStore } from "#ingest";
 import {
@@ -53,17 +53,6 @@ assert.ok(Number.isInteger(JOBS) && JOBS >= 100, `RELAIS_CHAOS_SENDS must be an 
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const seconds = (ms: number): string => (ms / 1000).toFixed(1);
-
-/** Resolves with `outcome`'s value, or with a note once `ms` passed. */
-async function within(outcome: Promise<string>, ms: number): Promise<string> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<string>((resolve) => (timer = setTimeout(resolve, ms, `not within ${ms} ms`)));
-  try {
-    return await Promise.race([outcome, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 interface Replica {
   name: string;

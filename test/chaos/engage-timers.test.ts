@@ -23,7 +23,7 @@ import type { Redis } from "ioredis";
 import { automationSpecSchema } from "#crds";
 import { AutomationStore, instanceKey, LEASE_MS } from "#engage";
 import type { Instance } from "#engage";
-import { defer, spawnRelais, uniqueName, useStack, waitUntil } from "#harness";
+import { defer, spawnRelais, uniqueName, useStack, waitUntil, within } from "#harness";
 import { ProfileStore } from "#ingest";
 import { ConfigKeys, connectNats, connectRedis, ensureStreams, openConfigBucket, Streams, Subjects } from "#runtime";
 import type { EventMessage, SendJob } from "#runtime";
@@ -86,17 +86,6 @@ async function awaitReady(engage: Engage): Promise<number> {
   );
   assert.equal(reason, "", `${engage.name} never ready: ${reason}\n${engage.output()}`);
   return Date.now();
-}
-
-/** Resolves with `outcome`'s value, or with a note once `ms` passed. */
-async function within(outcome: Promise<string>, ms: number): Promise<string> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<string>((resolve) => (timer = setTimeout(resolve, ms, `not within ${ms} ms`)));
-  try {
-    return await Promise.race([outcome, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** One send job as read from RELAIS_SENDS. */

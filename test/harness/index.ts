@@ -6,7 +6,7 @@ export { ManagedProcess } from "./process.ts";
 export { startEtcd, startNats, startRedis } from "./servers.ts";
 export { Components, StackEnv, startStack } from "./stack.ts";
 export { defer, uniqueName, useStack } from "./context.ts";
-export { spawnRelais } from "./relais.ts";
+export { spawnRelais, within } from "./relais.ts";
 export { Tools, hasTool, provisionedBinDir, toolPath } from "./tools.ts";
 export { generateDkimKey, startSmtpSink } from "./smtp.ts";
 export { startSparkPostEndpoint } from "./sparkpost.ts";

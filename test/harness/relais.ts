@@ -62,3 +62,16 @@ export async function spawnRelais(t: TestContext, options: RelaisProcessOptions)
     output: () => output,
   };
 }
+
+/** Resolves with `outcome`'s value (e.g. a RelaisProcess's `exited`), or with a note once `ms` passed. */
+export async function within(outcome: Promise<string>, ms: number): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<string>((resolve) => {
+    timer = setTimeout(resolve, ms, `not within ${ms} ms`);
+  });
+  try {
+    return await Promise.race([outcome, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
