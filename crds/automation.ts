@@ -3,7 +3,7 @@ import { z } from "zod";
 import { conditionsSchema, observedGeneration } from "./conditions.ts";
 import { ageColumn, readyColumn } from "./kind.ts";
 import type { KindDefinition } from "./kind.ts";
-import { messageSchema, subscriptionSchema } from "./message.ts";
+import { holdoutPercent, messageSchema, subscriptionSchema } from "./message.ts";
 import { celExpression, duration, eventName, objectName, signedDuration, withRules } from "./schema.ts";
 
 const waitSchema = withRules(
@@ -68,6 +68,7 @@ export const automationSpecSchema = z
       .optional()
       .describe("At most max messages per window to one profile from this automation."),
     subscription: subscriptionSchema,
+    holdoutPercent: holdoutPercent,
     message: messageSchema,
     suspend: z
       .boolean()

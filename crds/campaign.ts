@@ -3,7 +3,7 @@ import { z } from "zod";
 import { conditionsSchema, observedGeneration } from "./conditions.ts";
 import { ageColumn, readyColumn } from "./kind.ts";
 import type { KindDefinition } from "./kind.ts";
-import { messageSchema, subscriptionSchema } from "./message.ts";
+import { holdoutPercent, messageSchema, subscriptionSchema } from "./message.ts";
 import { celExpression, dateTime, objectName, withRules } from "./schema.ts";
 
 const domainList = (description: string) =>
@@ -41,6 +41,7 @@ const audienceSchema = z
       .describe(
         "Send once per address when several profiles share it: the profile with the most recent activity wins. Defaults to true.",
       ),
+    holdoutPercent: holdoutPercent,
   })
   .prefault({})
   .describe("Who receives the campaign.");

@@ -8,8 +8,9 @@ export { renderCrds } from "./generate.ts";
 export { API_VERSION, CATEGORY, GROUP, VERSION } from "./kind.ts";
 export { kinds } from "./kinds.ts";
 export { Subscriptions } from "./message.ts";
+export { isTimeZone, sendPolicyKind, sendPolicySpecSchema, sendPolicyStatusSchema } from "./sendpolicy.ts";
 export { Channels, senderKind, senderSpecSchema, senderStatusSchema } from "./sender.ts";
-export { automationSchema, campaignSchema, senderSchema, validateManifest } from "./validate.ts";
+export { automationSchema, campaignSchema, sendPolicySchema, senderSchema, validateManifest } from "./validate.ts";
 
 export type { AutomationSpec, AutomationStatus } from "./automation.ts";
 export type { CampaignPhase, CampaignSpec, CampaignStatus } from "./campaign.ts";
@@ -24,5 +25,14 @@ export type {
 } from "./expressions.ts";
 export type { KindDefinition, PrinterColumn } from "./kind.ts";
 export type { Message, Subscription } from "./message.ts";
+export type { SendPolicySpec, SendPolicyStatus } from "./sendpolicy.ts";
 export type { Channel, SenderSpec, SenderStatus } from "./sender.ts";
-export type { Automation, Campaign, RelaisResource, Sender, ValidationIssue, ValidationResult } from "./validate.ts";
+export type {
+  Automation,
+  Campaign,
+  RelaisResource,
+  SendPolicy,
+  Sender,
+  ValidationIssue,
+  ValidationResult,
+} from "./validate.ts";

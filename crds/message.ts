@@ -61,3 +61,15 @@ export const subscriptionSchema = z
     "optedIn sends only to profiles subscribed to the channel; all also sends to opted-out profiles " +
       "(transactional or critical messages). A suppressed address (hard bounce, complaint) is never sent to.",
   );
+
+/**
+ * A control group: profiles whose stable hash of (profile id, Campaign or Automation name) falls
+ * below this percentage are counted (reason holdout) and never sent to, so reports can compare
+ * their conversion with the recipients'.
+ */
+export const holdoutPercent = z
+  .number()
+  .min(0)
+  .max(100)
+  .optional()
+  .describe("Percentage of profiles kept out as a control group: counted as holdout, never sent to.");

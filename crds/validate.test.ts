@@ -34,7 +34,7 @@ describe("local validation of manifests", () => {
     });
     assert.deepEqual(validateManifest({ apiVersion: "relais.dev/v1alpha1", kind: "Journey" }), {
       kind: "invalid",
-      issues: [{ path: "kind", message: "must be one of Sender, Campaign, Automation" }],
+      issues: [{ path: "kind", message: "must be one of Sender, Campaign, Automation, SendPolicy" }],
     });
     assert.equal(validateManifest("not an object").kind, "invalid");
     assert.equal(validateManifest(null).kind, "invalid");

@@ -4,18 +4,26 @@ import type { z } from "zod";
 import { automationKind } from "./automation.ts";
 import { campaignKind } from "./campaign.ts";
 import { API_VERSION, resourceSchema } from "./kind.ts";
+import { sendPolicyKind } from "./sendpolicy.ts";
 import { senderKind } from "./sender.ts";
 
 export const senderSchema = resourceSchema(senderKind);
 export const campaignSchema = resourceSchema(campaignKind);
 export const automationSchema = resourceSchema(automationKind);
+export const sendPolicySchema = resourceSchema(sendPolicyKind);
 
 export type Sender = z.infer<typeof senderSchema>;
 export type Campaign = z.infer<typeof campaignSchema>;
 export type Automation = z.infer<typeof automationSchema>;
-export type RelaisResource = Sender | Campaign | Automation;
+export type SendPolicy = z.infer<typeof sendPolicySchema>;
+export type RelaisResource = Sender | Campaign | Automation | SendPolicy;
 
-const schemas = { Sender: senderSchema, Campaign: campaignSchema, Automation: automationSchema } as const;
+const schemas = {
+  Sender: senderSchema,
+  Campaign: campaignSchema,
+  Automation: automationSchema,
+  SendPolicy: sendPolicySchema,
+} as const;
 type KindName = keyof typeof schemas;
 
 export interface ValidationIssue {

@@ -5,11 +5,16 @@ import type { KV } from "@nats-io/kv";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
-import { automationSpecSchema, campaignSpecSchema, senderSpecSchema } from "#crds";
+import { automationSpecSchema, campaignSpecSchema, sendPolicySpecSchema, senderSpecSchema } from "#crds";
 
 export const CONFIG_BUCKET = "relais-config";
 
-export const ConfigKinds = { Sender: "Sender", Campaign: "Campaign", Automation: "Automation" } as const;
+export const ConfigKinds = {
+  Sender: "Sender",
+  Campaign: "Campaign",
+  Automation: "Automation",
+  SendPolicy: "SendPolicy",
+} as const;
 export type ConfigKind = (typeof ConfigKinds)[keyof typeof ConfigKinds];
 
 export const ConfigKeys = {
@@ -32,20 +37,25 @@ const envelope = <T extends z.ZodType>(spec: T) =>
   z.strictObject({
     /** metadata.generation of the resource this was compiled from. */
     generation: z.int().min(0),
+    /** metadata.labels: SendPolicy selectors match them. */
+    labels: z.record(z.string(), z.string()).optional(),
     spec,
   });
 
 export const senderConfigSchema = envelope(senderSpecSchema);
 export const campaignConfigSchema = envelope(campaignSpecSchema);
 export const automationConfigSchema = envelope(automationSpecSchema);
+export const sendPolicyConfigSchema = envelope(sendPolicySpecSchema);
 export type SenderConfig = z.infer<typeof senderConfigSchema>;
 export type CampaignConfig = z.infer<typeof campaignConfigSchema>;
 export type AutomationConfig = z.infer<typeof automationConfigSchema>;
+export type SendPolicyConfig = z.infer<typeof sendPolicyConfigSchema>;
 
 export const configSchemas = {
   Sender: senderConfigSchema,
   Campaign: campaignConfigSchema,
   Automation: automationConfigSchema,
+  SendPolicy: sendPolicyConfigSchema,
 } as const;
 
 /** Opens (creating if needed) the config bucket. */

@@ -16,8 +16,11 @@ export {
   configSchemas,
   openConfigBucket,
   parseConfigKey,
+  sendPolicyConfigSchema,
   senderConfigSchema,
 } from "./config.ts";
 export { sendJobSchema, sendMessageId, sendSourceSchema } from "./messages.ts";
-export type { AutomationConfig, CampaignConfig, ConfigKind, SenderConfig } from "./config.ts";
+export type { AutomationConfig, CampaignConfig, ConfigKind, SendPolicyConfig, SenderConfig } from "./config.ts";
 export type { SendJob } from "./messages.ts";
+export { PauseTargets, PolicyKeys, clearPause, pauseSchema, readPauses, readPolicyDecisions } from "./policy.ts";
+export type { Pause } from "./policy.ts";

@@ -3,7 +3,8 @@
 
 import { createHash } from "node:crypto";
 
-const prefix = (namespace: string): string => `relais:{${namespace}}:`;
+/** The start of every key of a namespace: `relais:{<namespace>}:`. */
+export const prefix = (namespace: string): string => `relais:{${namespace}}:`;
 
 /** Field names inside a profile hash that other processes read. */
 export const ProfileFields = {

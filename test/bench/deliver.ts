@@ -8,7 +8,10 @@
 // 5000 for SMTP and Web Push), BENCH_NULL_CONCURRENCY (pool.concurrency values of the null runs,
 // "64,256"), BENCH_IO_CONCURRENCY (pool.concurrency of the SMTP and Web Push runs, 64),
 // BENCH_SMTP_CONNECTIONS (maxConnections, 10), BENCH_TRANSPORTS ("null,smtp,webpush"),
-// BENCH_WARMUP_MESSAGES (a discarded null run first, 2000; 0: none), BENCH_TIMEOUT_S (per run, 180).
+// BENCH_WARMUP_MESSAGES (a discarded null run first, 2000; 0: none), BENCH_TIMEOUT_S (per run, 180),
+// BENCH_POLICIES (1: the null run at the highest concurrency again with three SendPolicies that
+// apply to every send and hold or skip none — a cap, quiet hours elsewhere in the day, auto-pause —
+// to measure the policy stage's cost; 0: not).
 //
 // Processes: this one owns the harness stack (nats-server, redis-server) and runs the replica; while
 // a replica runs, the only other work on its event loop is polling its /metrics every 20 ms and
@@ -32,7 +35,7 @@ import type { Consumer, JetStreamClient, JetStreamManager } from "@nats-io/jetst
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import webpush from "web-push";
-import { campaignSpecSchema, senderSpecSchema } from "#crds";
+import { campaignSpecSchema, sendPolicySpecSchema, senderSpecSchema } from "#crds";
 import type { Message } from "#crds";
 import { ACK_WAIT_MS, nullChannel, runDeliver } from "#deliver";
 import type { DeliverOverrides } from "#deliver";
@@ -77,6 +80,7 @@ interface Settings {
   transports: Transport[];
   warmupMessages: number;
   timeoutS: number;
+  policies: boolean;
 }
 
 function listSetting(name: string, fallback: string): string[] {
@@ -106,6 +110,7 @@ function readSettings(): Settings {
     ioConcurrency: numberSetting("BENCH_IO_CONCURRENCY", 64, { min: 1, max: 1000 }),
     smtpConnections: numberSetting("BENCH_SMTP_CONNECTIONS", 10, { min: 1, max: 100 }),
     transports: transports as Transport[],
+    policies: process.env.BENCH_POLICIES !== "0",
     warmupMessages: numberSetting("BENCH_WARMUP_MESSAGES", 2000, { min: 0, max: 1_000_000 }),
     timeoutS: numberSetting("BENCH_TIMEOUT_S", 180, { min: 10, max: 3600 }),
   };
@@ -533,6 +538,8 @@ interface ReplicaRun {
   transport: Transport;
   concurrency: number;
   messages: number;
+  /** Send policies that apply to every send (and let each through). */
+  policies?: boolean;
 }
 
 interface ReplicaResult extends ReplicaRun {
@@ -647,8 +654,9 @@ async function prepare(context: Context, run: ReplicaRun, namespace: string, rec
   const campaign = campaignSpecSchema.parse({ senderRef: { name: SENDER }, message });
   await context.kv.put(
     ConfigKeys.of(namespace, "Campaign", "promo"),
-    JSON.stringify({ generation: 1, spec: campaign }),
+    JSON.stringify({ generation: 1, labels: { "relais.dev/category": "promotional" }, spec: campaign }),
   );
+  if (run.policies === true) await publishPolicies(context.kv, namespace);
   const subscription = (index: number): PushSubscriptionJson | undefined => receiver.subscriptions[index];
   await inWindows(run.messages, (index) => {
     const attributes = { firstName: `Ann${index % 1000}`, cartSize: (index % 7) + 1 };
@@ -660,6 +668,23 @@ async function prepare(context: Context, run: ReplicaRun, namespace: string, rec
     return context.profiles.identify(namespace, profileId(index), patch);
   });
   return enqueue(context.js, (index) => sendJob(namespace, SENDER, index, subscription(index)?.endpoint), run.messages);
+}
+
+/** Three policies every send passes through, none of which holds or skips it. */
+async function publishPolicies(kv: KV, namespace: string): Promise<void> {
+  // Quiet hours that end before now: a window elsewhere in the day, checked for every send.
+  const hour = (new Date().getUTCHours() + 12) % 24;
+  const at = (h: number) => `${String(h % 24).padStart(2, "0")}:00`;
+  const policies = {
+    cap: { selector: { matchLabels: { "relais.dev/category": "promotional" } }, frequencyCap: { max: 5, per: "24h" } },
+    quiet: { quietHours: { start: at(hour), end: at(hour + 1), timeZone: "UTC" } },
+    pause: { autoPause: { window: "10m", minSends: 100, bounceRate: 0.5, failureRate: 0.5 } },
+  };
+  for (const [name, spec] of Object.entries(policies))
+    await kv.put(
+      ConfigKeys.of(namespace, "SendPolicy", name),
+      JSON.stringify({ generation: 1, spec: sendPolicySpecSchema.parse(spec) }),
+    );
 }
 
 function replicaEnv(context: Context, namespace: string, receiver: Receiver): Record<string, string> {
@@ -864,6 +889,16 @@ function plan(settings: Settings): ReplicaRun[] {
     for (const concurrency of concurrencies) {
       runs.push({ name: `${transport} c=${concurrency}`, transport, concurrency, messages: count(transport) });
     }
+    if (transport === "null" && settings.policies) {
+      const concurrency = Math.max(...concurrencies);
+      runs.push({
+        name: `null+policies c=${concurrency}`,
+        transport,
+        concurrency,
+        messages: count(transport),
+        policies: true,
+      });
+    }
   }
   return runs;
 }
@@ -1037,7 +1072,27 @@ function printReplicas(results: ReplicaResult[], baselines: BaselineResult[]): v
   }
 }
 
+/** The policy stage's cost: the run with policies against the same run without, in this run. */
+function policyCost(results: ReplicaResult[]): string[] {
+  return results.flatMap((r) => {
+    if (r.policies !== true) return [];
+    const plain = results.find(
+      (o) => o.policies !== true && o.transport === r.transport && o.concurrency === r.concurrency,
+    );
+    if (plain === undefined) return [];
+    const cost = 1 - r.msgsPerSecond / plain.msgsPerSecond;
+    return [
+      `policy stage: ${whole(r.msgsPerSecond)} msgs/s with 3 policies vs ${whole(plain.msgsPerSecond)} without` +
+        ` (c=${r.concurrency}) = ${fixed(cost * 100, 1)}% of throughput`,
+    ];
+  });
+}
+
 function headline(results: ReplicaResult[], baselines: BaselineResult[]): string[] {
+  return [...headlineRuns(results, baselines), ...policyCost(results)];
+}
+
+function headlineRuns(results: ReplicaResult[], baselines: BaselineResult[]): string[] {
   return results.map((r) => {
     const ratios = ratiosOf(r, baselines);
     const bare = baselines.find((b) => b.tool === "nats.js" && b.mode === "consume" && b.messages === r.messages);

@@ -9,11 +9,13 @@ import type { Logger, Runnable } from "#runtime";
 import type { Channel } from "./channel.ts";
 import type { ChannelBuild } from "./channels/build.ts";
 import { compileEmail, compilePush } from "./render.ts";
+import type { NamedPolicy } from "./policy/stage.ts";
 
 export type ChannelFactory = (spec: SenderSpec) => Promise<ChannelBuild>;
 
 export interface SenderState {
   generation: number;
+  labels: Readonly<Record<string, string>>;
   spec: SenderSpec;
   channel: ChannelBuild;
 }
@@ -23,7 +25,16 @@ type Compiled =
   | { kind: "webpush"; template: ReturnType<typeof compilePush> }
   | { kind: "invalid"; reason: string };
 
-export type TemplateLookup = { kind: "found"; generation: number; compiled: Compiled } | { kind: "missing" };
+export type TemplateLookup =
+  | {
+      kind: "found";
+      generation: number;
+      compiled: Compiled;
+      /** The Automation's or Campaign's labels: SendPolicy selectors match them. */
+      labels: Readonly<Record<string, string>>;
+      holdoutPercent: number | undefined;
+    }
+  | { kind: "missing" };
 
 export class ConfigView implements Runnable {
   readonly #kv: KV;
@@ -33,6 +44,7 @@ export class ConfigView implements Runnable {
   readonly #log: Logger;
   #senderState: Promise<SenderState | undefined> | undefined;
   readonly #templates = new Map<string, Promise<TemplateLookup>>();
+  #policies: Promise<NamedPolicy[]> | undefined;
 
   constructor(options: { kv: KV; namespace: string; sender: string; makeChannel: ChannelFactory; log: Logger }) {
     this.#kv = options.kv;
@@ -63,6 +75,28 @@ export class ConfigView implements Runnable {
     return lookup;
   }
 
+  /** The namespace's SendPolicies, loaded once and again after any of them changes. */
+  policies(): Promise<NamedPolicy[]> {
+    this.#policies ??= this.#loadPolicies().catch((error: unknown) => {
+      this.#policies = undefined;
+      throw error;
+    });
+    return this.#policies;
+  }
+
+  async #loadPolicies(): Promise<NamedPolicy[]> {
+    const policies: NamedPolicy[] = [];
+    for await (const key of await this.#kv.keys(ConfigKeys.of(this.#namespace, "SendPolicy", ">"))) {
+      const entry = await this.#kv.get(key);
+      const name = parseConfigKey(key)?.name;
+      if (entry?.operation !== "PUT" || name === undefined) continue;
+      const parsed = configSchemas.SendPolicy.safeParse(entry.json());
+      if (parsed.success) policies.push({ name, spec: parsed.data.spec });
+      else this.#log.error({ policy: name }, "send policy config in KV is invalid; ignored");
+    }
+    return policies.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
   async #loadSender(): Promise<SenderState | undefined> {
     const entry = await this.#kv.get(ConfigKeys.of(this.#namespace, "Sender", this.#sender));
     if (entry === null || entry.operation !== "PUT") {
@@ -78,16 +112,25 @@ export class ConfigView implements Runnable {
     const channel = await this.#makeChannel(parsed.data.spec);
     if (channel.kind === "secretMissing")
       this.#log.warn({ secret: channel.secret, key: channel.key }, "sender secret missing");
-    return { generation: parsed.data.generation, spec: parsed.data.spec, channel };
+    return { generation: parsed.data.generation, labels: parsed.data.labels ?? {}, spec: parsed.data.spec, channel };
   }
 
   async #loadTemplate(kind: "Campaign" | "Automation", key: string): Promise<TemplateLookup> {
     const entry = await this.#kv.get(key);
     if (entry === null || entry.operation !== "PUT") return { kind: "missing" };
     const parsed = configSchemas[kind].safeParse(entry.json());
-    if (!parsed.success)
-      return { kind: "found", generation: -1, compiled: { kind: "invalid", reason: "config in KV is invalid" } };
-    return { kind: "found", generation: parsed.data.generation, compiled: await compile(parsed.data.spec.message) };
+    if (!parsed.success) {
+      const compiled: Compiled = { kind: "invalid", reason: "config in KV is invalid" };
+      return { kind: "found", generation: -1, compiled, labels: {}, holdoutPercent: undefined };
+    }
+    const spec = parsed.data.spec;
+    return {
+      kind: "found",
+      generation: parsed.data.generation,
+      compiled: await compile(spec.message),
+      labels: parsed.data.labels ?? {},
+      holdoutPercent: "audience" in spec ? spec.audience.holdoutPercent : spec.holdoutPercent,
+    };
   }
 
   /** Watches the namespace's keys and drops what changed; the next use reloads it. */
@@ -108,6 +151,8 @@ export class ConfigView implements Runnable {
         this.#senderState = undefined;
         this.#log.info({ revision: entry.revision }, "sender config changed");
         void retireChannel(previous);
+      } else if (parsed.kind === "SendPolicy") {
+        this.#policies = undefined;
       } else if (parsed.kind !== "Sender") {
         this.#templates.delete(entry.key);
       }

@@ -20,6 +20,7 @@ import type { ChannelFactory } from "./config-view.ts";
 import { ensureSenderConsumer } from "./consumer.ts";
 import { createDeliverMetrics } from "./metrics.ts";
 import { DeliveryPipeline } from "./pipeline.ts";
+import { PolicyStage } from "./policy/stage.ts";
 import { chainSecrets, dirSecrets, envSecrets } from "./secrets.ts";
 import { DeliverStore } from "./store.ts";
 
@@ -29,6 +30,10 @@ export interface DeliverOverrides {
   /** Called once the ops server listens, with its URL. */
   onListening?: (url: string) => void;
   log?: Logger;
+  /** The pipeline's clock (send policies, feedback times): tests move it. */
+  now?: () => Date;
+  /** How soon a held send looks again (send policies); tests that move the clock set it low. */
+  holdRecheckMs?: number;
 }
 
 /** Serves until `signal` aborts, then drains: the fetched batch finishes, connections close. */
@@ -78,6 +83,15 @@ export async function runDeliver(
     metrics,
     log,
     links: { publicBaseUrl: config.publicBaseUrl, tokenSecret: config.tokenSecret },
+    policy: new PolicyStage({
+      redis,
+      namespace: config.namespace,
+      sender: config.sender,
+      decisions: metrics.policyDecisions,
+      now: overrides.now ?? (() => new Date()),
+      ...(overrides.holdRecheckMs !== undefined && { holdRecheckMs: overrides.holdRecheckMs }),
+    }),
+    ...(overrides.now !== undefined && { now: overrides.now }),
     feedback: async (message, messageId) => {
       await js.publish(Subjects.feedback(message.namespace, message.outcome), JSON.stringify(message), {
         msgID: messageId,

@@ -11,6 +11,8 @@ export const DeliverOutcomes = {
   skipped: "skipped",
   duplicate: "duplicate",
   retried: "retried",
+  /** Held by a send policy (freeze, quiet hours, pause): back in the queue until the hold ends. */
+  held: "held",
 } as const;
 export type DeliverOutcome = (typeof DeliverOutcomes)[keyof typeof DeliverOutcomes];
 
@@ -20,6 +22,10 @@ export const SkipReasons = {
   noProfile: "no_profile",
   noAddress: "no_address",
   noSubscription: "no_subscription",
+  /** Send policies: a frequency cap was full, the profile is in the control group, quiet hours with action drop. */
+  capped: "capped",
+  holdout: "holdout",
+  quietHours: "quiet_hours_dropped",
 } as const;
 export type SkipReason = (typeof SkipReasons)[keyof typeof SkipReasons];
 
@@ -32,6 +38,7 @@ export interface DeliverMetrics {
   sendDuration: Histogram<"namespace" | "sender" | "channel">;
   inflight: Gauge<"namespace" | "sender">;
   rateLimitWait: Counter<"namespace" | "sender">;
+  policyDecisions: Counter<"namespace" | "policy" | "reason">;
 }
 
 export function createDeliverMetrics(labels: { namespace: string; sender: string; channel: string }): DeliverMetrics {
@@ -69,6 +76,12 @@ export function createDeliverMetrics(labels: { namespace: string; sender: string
       name: "relais_deliver_rate_limit_wait_seconds_total",
       help: "Time batches spent waiting for rate-limit tokens.",
       labelNames: ["namespace", "sender"],
+      registers: [registry],
+    }),
+    policyDecisions: new Counter({
+      name: "relais_policy_decisions_total",
+      help: "Sends a send policy held, dropped or skipped, by policy (or Campaign/Automation for holdout, Sender/Campaign for paused) and reason.",
+      labelNames: ["namespace", "policy", "reason"],
       registers: [registry],
     }),
   };

@@ -15,6 +15,7 @@ import type { DeliverMetrics, DeliverOutcome, SkipReason } from "./metrics.ts";
 import { durationSeconds, renderEmail, renderPush } from "./render.ts";
 import type { LinkOptions } from "./render.ts";
 import { Intake } from "./intake.ts";
+import type { PolicyStage } from "./policy/stage.ts";
 import { ACK_WAIT_MS } from "./consumer.ts";
 import type { DeliverStore } from "./store.ts";
 import { CLAIM_TTL_MS } from "./store.ts";
@@ -30,6 +31,8 @@ export interface PipelineDeps {
   links: LinkOptions;
   /** Publishes an outcome; rejections are logged, never fatal. */
   feedback: (message: FeedbackMessage, messageId: string) => Promise<void>;
+  /** The send-policy stage; every claimed send passes it before rendering. */
+  policy?: PolicyStage;
   now?: () => Date;
 }
 
@@ -50,6 +53,7 @@ type Final =
   | { kind: "outcome"; outcome: "sent" | "failed" | "bounced" | "expired"; reason?: string; address?: string }
   | { kind: "skip"; reason: SkipReason }
   | { kind: "retry"; delayMs: number; reason: string }
+  | { kind: "hold"; delayMs: number; reason: string }
   | { kind: "duplicate" }
   | { kind: "busy"; remainingMs: number };
 
@@ -129,9 +133,11 @@ export class DeliveryPipeline implements Runnable {
       const items = this.#parse(messages);
       await this.#attachTemplates(items);
       await this.#claim(items, channelOf(sender.spec));
+      await this.#applyPolicies(items, sender);
       await this.#render(items, sender);
       await this.#sendAll(items, sender, signal);
       await this.#finish(items, sender);
+      await this.#observeOutcomes(items, sender);
     } finally {
       metrics.inflight.dec(this.#labels, messages.length);
     }
@@ -183,6 +189,57 @@ export class DeliveryPipeline implements Runnable {
         else item.recipient = decision.recipient;
       }
     });
+  }
+
+  /** Send policies decide, for every claimed send with a recipient: pass, hold or skip. */
+  async #applyPolicies(items: Item[], sender: SenderState): Promise<void> {
+    const stage = this.#deps.policy;
+    if (stage === undefined) return;
+    const policies = await this.#deps.config.policies();
+    const open = items.filter((item) => item.result === undefined && item.recipient !== undefined);
+    const hasHoldout = open.some(
+      (item) => item.template?.kind === "found" && item.template.holdoutPercent !== undefined,
+    );
+    // Without policies or holdouts there is nothing to decide, and no round trip (pauses lapse
+    // with the policies that set them).
+    if (open.length === 0 || (policies.length === 0 && !hasHoldout)) return;
+    const verdicts = await stage.evaluate(
+      open.map((item) => {
+        const template = item.template?.kind === "found" ? item.template : undefined;
+        return {
+          job: item.job,
+          channel: channelOf(sender.spec),
+          timezone: item.recipient?.profile.timezone ?? null,
+          sourceLabels: template?.labels ?? {},
+          holdoutPercent: template?.holdoutPercent,
+        };
+      }),
+      policies,
+    );
+    open.forEach((item, index) => {
+      const verdict = verdicts[index];
+      if (verdict?.kind === "hold") item.result = { kind: "hold", delayMs: verdict.delayMs, reason: verdict.reason };
+      else if (verdict?.kind === "skip") item.result = { kind: "skip", reason: verdict.reason };
+    });
+  }
+
+  /** Feeds the batch's outcomes to auto-pause; a failure here never fails the batch. */
+  async #observeOutcomes(items: Item[], sender: SenderState): Promise<void> {
+    const stage = this.#deps.policy;
+    if (stage === undefined) return;
+    const outcomes = items.flatMap((item) =>
+      item.result?.kind === "outcome" &&
+      (item.result.outcome === "sent" || item.result.outcome === "bounced" || item.result.outcome === "failed")
+        ? [{ job: item.job, outcome: item.result.outcome }]
+        : [],
+    );
+    try {
+      const policies = await this.#deps.config.policies();
+      const paused = await stage.observe(outcomes, policies, sender.labels);
+      for (const target of paused) this.#deps.log.warn({ target }, "paused by a send policy: held until resumed");
+    } catch (error) {
+      this.#deps.log.warn({ err: error }, "auto-pause not evaluated for this batch");
+    }
   }
 
   async #render(items: Item[], sender: SenderState): Promise<void> {
@@ -315,7 +372,8 @@ export class DeliveryPipeline implements Runnable {
     const result = item.result ?? { kind: "retry", delayMs: 1000, reason: "not processed" };
     if (result.kind === "outcome") return { id: item.job.id, outcome: result.outcome };
     if (result.kind === "skip") return { id: item.job.id, outcome: `skipped:${result.reason}` };
-    if (result.kind === "retry" && item.recipient !== undefined) return { id: item.job.id, outcome: undefined };
+    if ((result.kind === "retry" || result.kind === "hold") && item.recipient !== undefined)
+      return { id: item.job.id, outcome: undefined };
     return undefined;
   }
 
@@ -401,6 +459,11 @@ export class DeliveryPipeline implements Runnable {
         return;
       case "retry":
         this.#count("retried");
+        item.message.nak(result.delayMs);
+        return;
+      case "hold":
+        // Back in JetStream until the hold ends: nothing is lost, and no attempt is spent.
+        this.#count("held");
         item.message.nak(result.delayMs);
         return;
     }
