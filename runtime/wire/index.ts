@@ -21,3 +21,14 @@ export {
 export { sendJobSchema, sendMessageId, sendSourceSchema } from "./messages.ts";
 export type { AutomationConfig, CampaignConfig, ConfigKind, SenderConfig } from "./config.ts";
 export type { SendJob } from "./messages.ts";
+export {
+  CampaignOutcomeCounters,
+  CampaignRunStatuses,
+  CampaignSkipReasons,
+  campaignJobId,
+  campaignRunReport,
+  parseCampaignJobId,
+  readCampaignRun,
+  readCampaignRuns,
+} from "./campaigns.ts";
+export type { CampaignOutcomeCounter, CampaignRunReport, CampaignRunStatus, CampaignSkipReason } from "./campaigns.ts";
