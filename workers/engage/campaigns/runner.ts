@@ -120,7 +120,7 @@ export class CampaignRunner implements Runnable {
       this.#stopping.abort();
     };
     signal.addEventListener("abort", stop, { once: true });
-    const watching = this.#watch(signal);
+    const watching = this.watch(signal);
     while (!signal.aborted) {
       await this.tick();
       await this.#deps.clock.sleep(this.#deps.options.tickMs, signal);
@@ -129,7 +129,8 @@ export class CampaignRunner implements Runnable {
     await watching;
   }
 
-  async #watch(signal: AbortSignal): Promise<void> {
+  /** Keeps the runner's campaigns equal to the KV's until `signal` (run does this itself). */
+  async watch(signal: AbortSignal): Promise<void> {
     const watcher = await this.#deps.kv.watch({ key: "*.Campaign.>" });
     signal.addEventListener(
       "abort",
