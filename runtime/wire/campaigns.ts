@@ -38,7 +38,6 @@ export const CampaignRunStatuses = {
   running: "running",
   suspended: "suspended",
   completed: "completed",
-  failed: "failed",
   deleted: "deleted",
 } as const;
 export type CampaignRunStatus = (typeof CampaignRunStatuses)[keyof typeof CampaignRunStatuses];

@@ -27,20 +27,23 @@ export function campaignFeedbackConsumer(deps: {
   jsm: JetStreamManager;
   store: CampaignStore;
   log: Logger;
+  /** Another durable and subject filter (tests, one namespace); engage's own by default. */
+  durable?: { name: string; filter: string };
 }): Runnable {
+  const durable = deps.durable ?? { name: ConsumerNames.campaignFeedback, filter: Subjects.allFeedback };
   return {
     async run(signal) {
       await deps.jsm.consumers
         .add(Streams.feedback, {
-          durable_name: ConsumerNames.campaignFeedback,
+          durable_name: durable.name,
           ack_policy: AckPolicy.Explicit,
           // Created once; from then on it resumes where it stopped. Older outcomes are not recounted.
           deliver_policy: DeliverPolicy.New,
-          filter_subject: Subjects.allFeedback,
+          filter_subject: durable.filter,
           max_ack_pending: 10_000,
         })
         .catch(() => undefined);
-      const consumer = await deps.js.consumers.get(Streams.feedback, ConsumerNames.campaignFeedback);
+      const consumer = await deps.js.consumers.get(Streams.feedback, durable.name);
       const messages = await consumer.consume({ max_messages: 512 });
       signal.addEventListener("abort", () => void messages.close(), { once: true });
       for await (const message of messages) {

@@ -7,7 +7,7 @@ import { CampaignRunStatuses, CampaignSkipReasons } from "#runtime";
 export interface CampaignMetrics {
   /** outcome enqueued (reason "") or skipped (reason = the skip reason). */
   recipients: Counter<"namespace" | "campaign" | "outcome" | "reason">;
-  /** Runs that ended here, by result: completed, suspended, failed, deleted. */
+  /** Runs that ended here, by result: completed, suspended, deleted. */
   runs: Counter<"namespace" | "campaign" | "result">;
   /** 1 while this process plans a run of the campaign. */
   inProgress: Gauge<"namespace" | "campaign">;
@@ -24,7 +24,7 @@ export function createCampaignMetrics(registry: Registry): CampaignMetrics {
   });
   const runs = new Counter({
     name: "relais_campaign_runs_total",
-    help: "Campaign runs that ended, by result (completed, suspended, failed, deleted).",
+    help: "Campaign runs that ended, by result (completed, suspended, deleted).",
     labelNames: ["namespace", "campaign", "result"],
     registers: [registry],
   });
