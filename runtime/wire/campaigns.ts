@@ -150,3 +150,48 @@ export async function readCampaignRun(
   const hash = await redis.hgetall(RedisKeys.campaignRun(options.namespace, options.campaign, options.runId));
   return Object.keys(hash).length === 0 ? undefined : campaignRunReport(options.runId, hash);
 }
+
+/** A campaign's latest run as the Campaign status shows it (crds campaignStatusSchema). */
+export interface CampaignStatusSummary {
+  lastRun: {
+    id: string;
+    startedAt?: string;
+    finishedAt?: string;
+    targeted: number;
+    enqueued: number;
+    sent: number;
+    failed: number;
+    skipped: Record<string, number>;
+  };
+  /** "sent/targeted" of that run. */
+  progress: string;
+  /** The run is still planning (running) or stopped mid-way (suspended). */
+  status: CampaignRunStatus;
+}
+
+/**
+ * The latest run of a campaign, shaped for its status (the operator folds it in), or undefined
+ * when it never ran. `failed` counts every definitive failure: failed, bounced and expired.
+ */
+export async function readCampaignStatusSummary(
+  redis: Redis,
+  options: { namespace: string; campaign: string },
+): Promise<CampaignStatusSummary | undefined> {
+  const [run] = await readCampaignRuns(redis, { ...options, limit: 1 });
+  if (run === undefined) return undefined;
+  const failed = run.outcomes.failed + run.outcomes.bounced + run.outcomes.expired;
+  return {
+    lastRun: {
+      id: run.id,
+      ...(run.startedAt !== undefined && { startedAt: run.startedAt }),
+      ...(run.finishedAt !== undefined && { finishedAt: run.finishedAt }),
+      targeted: run.targeted,
+      enqueued: run.enqueued,
+      sent: run.outcomes.sent,
+      failed,
+      skipped: run.skipped,
+    },
+    progress: `${run.outcomes.sent}/${run.targeted}`,
+    status: run.status,
+  };
+}

@@ -30,5 +30,6 @@ export {
   parseCampaignJobId,
   readCampaignRun,
   readCampaignRuns,
+  readCampaignStatusSummary,
 } from "./campaigns.ts";
 export type { CampaignOutcomeCounter, CampaignRunReport, CampaignRunStatus, CampaignSkipReason } from "./campaigns.ts";

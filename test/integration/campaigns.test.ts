@@ -242,6 +242,41 @@ describe("campaign schedules", () => {
   });
 });
 
+describe("campaign planning", () => {
+  it("throttle.perSecond paces the enqueue", async (t) => {
+    const f = await campaignFixture(t, stack, { chunkSize: 100 });
+    for (const n of [1, 2, 3, 4, 5, 6, 7]) await f.profile(`p${n}`, { email: `p${n}@shop.example` });
+    await f.publish("slow", campaign({}, { throttle: { perSecond: 2 } }));
+    f.clock.auto = true;
+    const start = f.clock.now();
+    await f.tickAndSettle();
+    assert.equal((await f.runs("slow"))[0]?.enqueued, 7);
+    // 7 messages at 2 per second: the last goes out 3 s after the first.
+    assert.equal(f.clock.now() - start, 3000);
+  });
+
+  it("with several replicas, exactly one plans a run", async (t) => {
+    const f = await campaignFixture(t, stack, { chunkSize: 2 });
+    for (const n of [1, 2, 3, 4, 5, 6, 7, 8, 9]) await f.profile(`p${n}`, { email: `p${n}@shop.example` });
+    await f.publish("shared", campaign());
+    const replicas = [f.runner, f.makeRunner("replica-b"), f.makeRunner("replica-c")];
+    for (const replica of replicas.slice(1)) {
+      const entry = await f.kv.get(`${f.namespace}.Campaign.shared`);
+      assert.ok(entry);
+      replica.apply(Object.assign(entry, { isUpdate: false }));
+    }
+    await Promise.all(replicas.map((replica) => replica.tick()));
+    await Promise.all(replicas.map((replica) => replica.idle()));
+    await Promise.all(replicas.map((replica) => replica.tick()));
+    await Promise.all(replicas.map((replica) => replica.idle()));
+
+    const runs = await f.runs("shared");
+    assert.equal(runs.length, 1);
+    assert.equal(runs[0]?.enqueued, 9);
+    assert.equal(await f.queuedCount(), 9);
+  });
+});
+
 describe("campaign suspend and delete", () => {
   const throttled = campaign({}, { throttle: { perSecond: 2 } });
 
