@@ -80,9 +80,11 @@ async function main(): Promise<void> {
     runner.put(compileCampaign({ namespace, name: "black-friday", generation: 1, spec }));
     const rssBefore = process.memoryUsage().rss;
     started = performance.now();
+    let cpu = process.cpuUsage();
     await runner.tick();
     await runner.idle();
     const planMs = performance.now() - started;
+    const planCpu = process.cpuUsage(cpu);
     clearInterval(sampler);
     const [run] = await readCampaignRuns(redis, { namespace, campaign: "black-friday" });
     if (run?.status !== "completed") throw new Error(`the run did not complete: ${JSON.stringify(run)}`);
@@ -101,6 +103,7 @@ async function main(): Promise<void> {
     const payload = JSON.stringify(sample);
     const subject = Subjects.campaignSend(namespace, "mail", "baseline", "raw");
     started = performance.now();
+    cpu = process.cpuUsage();
     for (let start = 0; start < run.enqueued; start += CHUNK) {
       const window: Promise<unknown>[] = [];
       for (let i = start; i < Math.min(run.enqueued, start + CHUNK); i++)
@@ -108,6 +111,9 @@ async function main(): Promise<void> {
       await Promise.all(window);
     }
     const baselineMs = performance.now() - started;
+    const baselineCpu = process.cpuUsage(cpu);
+    // CPU of this process per message: steadier than rates on a shared machine.
+    const cpuPerJob = (usage: NodeJS.CpuUsage) => Math.round((usage.user + usage.system) / run.enqueued);
     await jsm.streams.purge(Streams.sends, { filter: `relais.sends.${namespace}.>` });
 
     const jobsPerSecond = rate(run.enqueued, planMs);
@@ -124,6 +130,8 @@ async function main(): Promise<void> {
       enqueuedPerSecond: jobsPerSecond,
       baselinePublishPerSecond: baselinePerSecond,
       ratio: Number((jobsPerSecond / baselinePerSecond).toFixed(2)),
+      planCpuMicrosPerJob: cpuPerJob(planCpu),
+      baselineCpuMicrosPerMessage: cpuPerJob(baselineCpu),
       peakRssMiB: Math.round(peakRss / 2 ** 20),
       rssBeforeRunMiB: Math.round(rssBefore / 2 ** 20),
       machine: `${availableParallelism()} x ${cpus()[0]?.model ?? "cpu"}`,
@@ -137,6 +145,10 @@ async function main(): Promise<void> {
     );
     console.log(`  raw JetStream async publish (msgID, windows of ${CHUNK}): ${baselinePerSecond} msgs/s`);
     console.log(`  ratio enqueue / raw publish: ${result.ratio}`);
+    console.log(
+      `  CPU of this process: ${result.planCpuMicrosPerJob} µs per enqueued job (planning included), ` +
+        `${result.baselineCpuMicrosPerMessage} µs per raw publish`,
+    );
     console.log(`  RSS: ${result.rssBeforeRunMiB} MiB before the run, peak ${result.peakRssMiB} MiB`);
     const dir = join(import.meta.dirname, "..", "..", "bench-results");
     mkdirSync(dir, { recursive: true });

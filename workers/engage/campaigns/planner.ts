@@ -70,33 +70,94 @@ class Pacer {
   }
 }
 
+/**
+ * Plans the run from its cursor until done, suspended, aborted or the lease is lost. Three chunks
+ * overlap: the next one is read while the current one is decided, and the current one is decided
+ * while the previous one is published and committed (commits stay in order: each checks the
+ * cursor its predecessor left).
+ */
 export async function planRun(deps: PlannerDeps, run: PlannedRun, signal: AbortSignal): Promise<PlanEnd> {
+  const reader = new ChunkReader(deps.store, run);
   let cursor = run.cursor;
-  let pacer: Pacer | undefined;
+  const pacers: { pacer?: Pacer } = {};
+  let previous: Promise<PlanEnd | undefined> = Promise.resolve(undefined);
   for (;;) {
-    if (signal.aborted) return "stopped";
     const campaign = deps.current();
-    if (campaign === undefined) return "stopped";
-    if (campaign.spec.suspend) return "suspended";
-    const perSecond = campaign.spec.throttle?.perSecond;
-    if (perSecond !== undefined) pacer ??= new Pacer(perSecond, deps.clock);
-    // A throttled chunk holds about a second of messages, so a suspend is honoured within a second.
-    const size = perSecond === undefined ? deps.chunkSize : Math.min(deps.chunkSize, perSecond);
-    const profiles = await deps.store.audienceChunk({ ...run, cursor, count: size });
-    if (profiles.length === 0) return "completed";
+    const stop = stopReason(campaign, signal);
+    if (stop !== undefined || campaign === undefined) return (await previous) ?? stop ?? "stopped";
+    const { size, pacing } = pacingOf(deps, campaign, pacers);
+    const profiles = await reader.take(cursor, size);
+    if (profiles.length === 0) return (await previous) ?? "completed";
     const chunk = await decideChunk(deps, campaign, run, profiles);
-    const pacing = pacer === undefined || perSecond === undefined ? undefined : { pacer, perSecond };
-    if (!(await publishAll(deps, { run, jobs: chunk.jobs, pacing, signal }))) return "stopped";
-    const committed = await deps.store.commit({
-      ...run,
-      from: cursor,
-      to: cursor + profiles.length,
-      counters: chunk.counters,
-    });
-    if (!committed) return "lost";
-    count(deps.metrics, run, chunk);
+    reader.prefetch(cursor + profiles.length, size);
+    const ended = (await previous) ?? stopReason(deps.current(), signal);
+    // Suspended or deleted while the previous chunk was out: this one is not published.
+    if (ended !== undefined) return ended;
+    previous = publishAndCommit(deps, { run, chunk, pacing, signal, from: cursor, to: cursor + profiles.length });
+    previous.catch(() => undefined);
     cursor += profiles.length;
   }
+}
+
+/** The chunk size and pace of a campaign; a throttled chunk holds about a second of messages, so a suspend is honoured within a second. */
+function pacingOf(
+  deps: PlannerDeps,
+  campaign: CompiledCampaign,
+  pacers: { pacer?: Pacer },
+): { size: number; pacing: { pacer: Pacer; perSecond: number } | undefined } {
+  const perSecond = campaign.spec.throttle?.perSecond;
+  if (perSecond === undefined) return { size: deps.chunkSize, pacing: undefined };
+  pacers.pacer ??= new Pacer(perSecond, deps.clock);
+  return { size: Math.min(deps.chunkSize, perSecond), pacing: { pacer: pacers.pacer, perSecond } };
+}
+
+function stopReason(campaign: CompiledCampaign | undefined, signal: AbortSignal): PlanEnd | undefined {
+  if (signal.aborted || campaign === undefined) return "stopped";
+  return campaign.spec.suspend ? "suspended" : undefined;
+}
+
+/** Reads chunks of the run's audience, one ahead. */
+class ChunkReader {
+  readonly #store: CampaignStore;
+  readonly #run: PlannedRun;
+  #ahead: { from: number; count: number; reading: ReturnType<CampaignStore["audienceChunk"]> } | undefined;
+
+  constructor(store: CampaignStore, run: PlannedRun) {
+    this.#store = store;
+    this.#run = run;
+  }
+
+  prefetch(from: number, count: number): void {
+    const reading = this.#store.audienceChunk({ ...this.#run, cursor: from, count });
+    reading.catch(() => undefined);
+    this.#ahead = { from, count, reading };
+  }
+
+  async take(from: number, count: number): ReturnType<CampaignStore["audienceChunk"]> {
+    const ahead = this.#ahead;
+    this.#ahead = undefined;
+    if (ahead?.from === from && ahead.count === count) return ahead.reading;
+    return this.#store.audienceChunk({ ...this.#run, cursor: from, count });
+  }
+}
+
+async function publishAndCommit(
+  deps: PlannerDeps,
+  options: {
+    run: PlannedRun;
+    chunk: Chunk;
+    pacing: { pacer: Pacer; perSecond: number } | undefined;
+    signal: AbortSignal;
+    from: number;
+    to: number;
+  },
+): Promise<PlanEnd | undefined> {
+  const { run, chunk, pacing, signal } = options;
+  if (!(await publishAll(deps, { run, jobs: chunk.jobs, pacing, signal }))) return "stopped";
+  const committed = await deps.store.commit({ ...run, from: options.from, to: options.to, counters: chunk.counters });
+  if (!committed) return "lost";
+  count(deps.metrics, run, chunk);
+  return undefined;
 }
 
 function count(metrics: CampaignMetrics, run: PlannedRun, chunk: Chunk): void {
