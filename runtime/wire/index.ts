@@ -24,3 +24,15 @@ export type { AutomationConfig, CampaignConfig, ConfigKind, SendPolicyConfig, Se
 export type { SendJob } from "./messages.ts";
 export { PauseTargets, PolicyKeys, clearPause, pauseSchema, readPauses, readPolicyDecisions } from "./policy.ts";
 export type { Pause } from "./policy.ts";
+export {
+  CampaignOutcomeCounters,
+  CampaignRunStatuses,
+  CampaignSkipReasons,
+  campaignJobId,
+  campaignRunReport,
+  parseCampaignJobId,
+  readCampaignRun,
+  readCampaignRuns,
+  readCampaignStatusSummary,
+} from "./campaigns.ts";
+export type { CampaignOutcomeCounter, CampaignRunReport, CampaignRunStatus, CampaignSkipReason } from "./campaigns.ts";

@@ -41,4 +41,20 @@ export const RedisKeys = {
   timers: (namespace: string): string => `${prefix(namespace)}timers`,
   /** STRING with a TTL: marks an event id as recorded in profile history. */
   eventSeen: (namespace: string, eventId: string): string => `${prefix(namespace)}evseen:${eventId}`,
+  // Campaigns (workers/engage/campaigns; read by the operator and ingest through runtime/wire/campaigns.ts).
+  /** STRING with a TTL: the engage replica planning this campaign (a lease renewed while it works). */
+  campaignLease: (namespace: string, campaign: string): string => `${prefix(namespace)}cmp:${campaign}:lease`,
+  /** HASH: the campaign's schedule state (since, onceDone, atDone, lastSlot, current run). */
+  campaignState: (namespace: string, campaign: string): string => `${prefix(namespace)}cmp:${campaign}:state`,
+  /** ZSET runId -> started (ms): the campaign's latest runs, trimmed to a bound. */
+  campaignRuns: (namespace: string, campaign: string): string => `${prefix(namespace)}cmp:${campaign}:runs`,
+  /** HASH: one run's meta (status, startedAt, cursor, ...) and counters. */
+  campaignRun: (namespace: string, campaign: string, runId: string): string =>
+    `${prefix(namespace)}cmp:${campaign}:run:${runId}`,
+  /** ZSET: the run's audience, a snapshot of the activity ZSET taken when it started (deleted when it ends). */
+  campaignAudience: (namespace: string, campaign: string, runId: string): string =>
+    `${prefix(namespace)}cmp:${campaign}:run:${runId}:audience`,
+  /** HASH email -> profileId: the address claims of a dedupeByEmail run (deleted when it ends). */
+  campaignClaims: (namespace: string, campaign: string, runId: string): string =>
+    `${prefix(namespace)}cmp:${campaign}:run:${runId}:claims`,
 } as const;

@@ -17,6 +17,14 @@ export const Subjects = {
   /** relais.sends.<namespace>.<sender> */
   send: (namespace: string, sender: string): string => `relais.sends.${namespace}.${sender}`,
   allSends: "relais.sends.>",
+  /**
+   * relais.sends.<namespace>.<sender>.c.<campaign>.<run>: a campaign's jobs, under the Sender's
+   * subject so its consumer takes them (filter `send` and `send.>`), on their own subject so a
+   * deleted or suspended campaign's queued jobs can be purged without touching the others. Dots in
+   * the campaign name become "_" (never in a DNS name), so the name stays one token.
+   */
+  campaignSend: (namespace: string, sender: string, campaign: string, runId: string): string =>
+    `relais.sends.${namespace}.${sender}.c.${campaign.replace(/\./g, "_")}.${runId}`,
   /** relais.feedback.<namespace>.<outcome> */
   feedback: (namespace: string, outcome: string): string => `relais.feedback.${namespace}.${outcome}`,
   allFeedback: "relais.feedback.>",
@@ -33,4 +41,6 @@ export function splitSubject(subject: string): { namespace: string; last: string
 export const ConsumerNames = {
   deliver: (namespace: string, sender: string): string => `deliver_${namespace}_${sender}`.replace(/\./g, "_"),
   engage: "engage",
+  /** engage's consumer of RELAIS_FEEDBACK: outcomes counted into campaign run reports. */
+  campaignFeedback: "engage_campaigns",
 } as const;

@@ -17,7 +17,9 @@ export async function ensureSenderConsumer(
   await jsm.consumers
     .add(Streams.sends, {
       durable_name: name,
-      filter_subject: Subjects.send(namespace, sender),
+      // The Sender's own subject (automations) and everything below it (campaign runs, which
+      // have their own subjects so they can be purged).
+      filter_subjects: [Subjects.send(namespace, sender), `${Subjects.send(namespace, sender)}.>`],
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       ack_wait: ACK_WAIT_MS * 1_000_000,

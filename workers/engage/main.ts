@@ -19,6 +19,7 @@ import { AutomationStore } from "./automations/store.ts";
 import { TimerPoller } from "./automations/timers.ts";
 import { loadEngageConfig } from "./config.ts";
 import { eventsConsumer } from "./events.ts";
+import { startCampaigns } from "./campaigns/start.ts";
 import { createEngageMetrics, registerAutomationMetrics } from "./metrics.ts";
 
 /** Applies one KV entry of an Automation to the registry. */
@@ -151,7 +152,12 @@ export async function runEngage(
   // cancels, and instances of automations not yet loaded.
   await Promise.race([loaded, watching]);
   ready = true;
-  await Promise.all([watching, eventsConsumer({ js, jsm, engine, metrics, log }).run(signal), timers.run(signal)]);
+  await Promise.all([
+    watching,
+    eventsConsumer({ js, jsm, engine, metrics, log }).run(signal),
+    timers.run(signal),
+    startCampaigns({ config, js, jsm, kv, redis, registry: metrics.registry, log, now }).run(signal),
+  ]);
   await ops.close();
   await nc.drain();
   await redis.quit();

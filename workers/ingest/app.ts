@@ -13,6 +13,8 @@ import { sendError, validationIssues } from "./http-errors.ts";
 import type { IngestMetrics } from "./metrics.ts";
 import type { Publisher } from "./publisher.ts";
 import type { RateLimiter } from "./ratelimit.ts";
+import { campaignRoutes } from "./routes/campaigns.ts";
+import type { CampaignReports } from "./routes/campaigns.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { opsRoutes } from "./routes/ops.ts";
 import { profileRoutes } from "./routes/profiles.ts";
@@ -36,6 +38,8 @@ export interface AppDeps {
   tokenSecret: string;
   /** False while dependencies are down or the process drains: /readyz answers 503. */
   isReady: () => boolean;
+  /** Campaign run reports (GET /v1/campaigns/...); the routes exist only when given. */
+  campaignReports?: CampaignReports;
   logger?: FastifyBaseLogger | boolean;
   now?: () => Date;
 }
@@ -122,6 +126,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
     await v1.register(profileRoutes(deps.service));
     await v1.register(eventRoutes(deps.service, deps.metrics));
+    if (deps.campaignReports !== undefined) await v1.register(campaignRoutes(deps.campaignReports));
   });
   return app;
 }

@@ -9,6 +9,7 @@ export { ProfileLimits, ProfileStore, pushField } from "./profiles/store.ts";
 export { jetStreamPublisher } from "./publisher.ts";
 export { inactivePurge, purgeOnce } from "./purge.ts";
 export { RateLimiter } from "./ratelimit.ts";
+export { campaignRoutes, redisCampaignReports, reportsCsv } from "./routes/campaigns.ts";
 export { LIMITS } from "./schemas.ts";
 export { createIngestService, normaliseEmail } from "./service.ts";
 
@@ -18,4 +19,5 @@ export type { IngestConfig } from "./config.ts";
 export type { IngestMetrics } from "./metrics.ts";
 export type { ProfilePatch, ProfileView } from "./profiles/store.ts";
 export type { Publisher } from "./publisher.ts";
+export type { CampaignReports } from "./routes/campaigns.ts";
 export type { IngestService } from "./service.ts";

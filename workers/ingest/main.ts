@@ -2,6 +2,7 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connectNats, connectRedis, createLogger, ensureStreams } from "#runtime";
 import { buildApp } from "./app.ts";
+import { redisCampaignReports } from "./routes/campaigns.ts";
 import { ApiKeys } from "./auth.ts";
 import { loadIngestConfig } from "./config.ts";
 import { feedbackConsumer } from "./feedback.ts";
@@ -39,6 +40,7 @@ export async function runIngest(env: Record<string, string | undefined>, signal:
     limiter: new RateLimiter({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst }),
     metrics,
     tokenSecret: config.tokenSecret,
+    campaignReports: redisCampaignReports(redis),
     isReady: () => !draining && redis.status === "ready" && !nc.isClosed(),
     logger: log,
   });

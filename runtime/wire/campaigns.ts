@@ -1,0 +1,197 @@
+// Campaign runs across process boundaries: the id of a campaign's send job (which feedback carries
+// back as messageId, so outcomes are attributed to their run), and the reader of run reports kept
+// in Redis by engage, for the operator (status) and ingest (the report API).
+import type { Redis } from "ioredis";
+import { RedisKeys } from "./keys.ts";
+
+/** Why a targeted profile received nothing. */
+export const CampaignSkipReasons = {
+  optOut: "optOut",
+  suppressed: "suppressed",
+  duplicateEmail: "duplicateEmail",
+  domainExcluded: "domainExcluded",
+  noAddress: "noAddress",
+  noSubscription: "noSubscription",
+} as const;
+export type CampaignSkipReason = (typeof CampaignSkipReasons)[keyof typeof CampaignSkipReasons];
+
+/**
+ * Outcomes counted per run from RELAIS_FEEDBACK. `undelivered` is deliver's own skip (the address
+ * was suppressed or the profile erased after planning); `dropped` counts queued jobs purged by a
+ * suspend or a delete.
+ */
+export const CampaignOutcomeCounters = [
+  "sent",
+  "failed",
+  "bounced",
+  "expired",
+  "undelivered",
+  "dropped",
+  "complained",
+  "opened",
+  "clicked",
+  "unsubscribed",
+] as const;
+export type CampaignOutcomeCounter = (typeof CampaignOutcomeCounters)[number];
+
+export const CampaignRunStatuses = {
+  running: "running",
+  suspended: "suspended",
+  completed: "completed",
+  deleted: "deleted",
+} as const;
+export type CampaignRunStatus = (typeof CampaignRunStatuses)[keyof typeof CampaignRunStatuses];
+
+const JOB_PREFIX = "cmp";
+
+/**
+ * The id (idempotency key) of a campaign's send job: run + destination + profile. The profile id
+ * comes last because it may contain any character; campaign names (DNS names), run ids and
+ * destinations ("email" or a push subscription's field) never contain "|".
+ */
+export function campaignJobId(job: {
+  campaign: string;
+  runId: string;
+  destination: string;
+  profileId: string;
+}): string {
+  return `${JOB_PREFIX}|${job.campaign}|${job.runId}|${job.destination}|${job.profileId}`;
+}
+
+/** The campaign and run of a job id made by campaignJobId; undefined for any other id. */
+export function parseCampaignJobId(id: string): { campaign: string; runId: string } | undefined {
+  const parts = id.split("|", 4);
+  if (parts.length < 4 || parts[0] !== JOB_PREFIX) return undefined;
+  const [, campaign, runId] = parts;
+  if (campaign === undefined || runId === undefined || campaign === "" || runId === "") return undefined;
+  return { campaign, runId };
+}
+
+/** One run as reported: its meta, its counters, and the derived figures. */
+export interface CampaignRunReport {
+  id: string;
+  status: CampaignRunStatus;
+  /** The schedule slot this run is for (RFC 3339), or when it was started for an immediate run. */
+  scheduledFor: string | undefined;
+  startedAt: string | undefined;
+  finishedAt: string | undefined;
+  targeted: number;
+  enqueued: number;
+  skipped: Partial<Record<CampaignSkipReason, number>>;
+  skippedTotal: number;
+  outcomes: Record<CampaignOutcomeCounter, number>;
+  /** enqueued - (sent + failed + bounced + expired + undelivered + dropped): not finished yet. */
+  inFlight: number;
+}
+
+const int = (value: string | undefined): number => (value === undefined ? 0 : Number.parseInt(value, 10) || 0);
+const iso = (value: string | undefined): string | undefined =>
+  value === undefined || value === "" ? undefined : new Date(Number(value)).toISOString();
+
+/** Builds a report from a run hash as engage writes it (HGETALL). */
+export function campaignRunReport(id: string, hash: Record<string, string>): CampaignRunReport {
+  const skipped: Partial<Record<CampaignSkipReason, number>> = {};
+  let skippedTotal = 0;
+  for (const reason of Object.values(CampaignSkipReasons)) {
+    const count = int(hash[`skipped:${reason}`]);
+    if (count > 0) skipped[reason] = count;
+    skippedTotal += count;
+  }
+  const outcomes = Object.fromEntries(CampaignOutcomeCounters.map((name) => [name, int(hash[name])])) as Record<
+    CampaignOutcomeCounter,
+    number
+  >;
+  const enqueued = int(hash.enqueued);
+  const finished =
+    outcomes.sent + outcomes.failed + outcomes.bounced + outcomes.expired + outcomes.undelivered + outcomes.dropped;
+  const status = (hash.status ?? CampaignRunStatuses.running) as CampaignRunStatus;
+  return {
+    id,
+    status,
+    scheduledFor: iso(hash.slot),
+    startedAt: iso(hash.startedAt),
+    finishedAt: iso(hash.finishedAt),
+    targeted: int(hash.targeted),
+    enqueued,
+    skipped,
+    skippedTotal,
+    outcomes,
+    inFlight: Math.max(0, enqueued - finished),
+  };
+}
+
+/** The latest `limit` runs of a campaign, newest first (empty when it never ran). */
+export async function readCampaignRuns(
+  redis: Redis,
+  options: { namespace: string; campaign: string; limit?: number },
+): Promise<CampaignRunReport[]> {
+  const { namespace, campaign } = options;
+  const ids = await redis.zrange(
+    RedisKeys.campaignRuns(namespace, campaign),
+    "0",
+    String((options.limit ?? 20) - 1),
+    "REV",
+  );
+  if (ids.length === 0) return [];
+  const pipeline = redis.pipeline();
+  for (const id of ids) pipeline.hgetall(RedisKeys.campaignRun(namespace, campaign, id));
+  const hashes = (await pipeline.exec()) ?? [];
+  return ids.flatMap((id, index) => {
+    const hash = hashes[index]?.[1] as Record<string, string> | undefined;
+    return hash === undefined || Object.keys(hash).length === 0 ? [] : [campaignRunReport(id, hash)];
+  });
+}
+
+/** One run's report, or undefined when the campaign has no such run (or it was trimmed). */
+export async function readCampaignRun(
+  redis: Redis,
+  options: { namespace: string; campaign: string; runId: string },
+): Promise<CampaignRunReport | undefined> {
+  const hash = await redis.hgetall(RedisKeys.campaignRun(options.namespace, options.campaign, options.runId));
+  return Object.keys(hash).length === 0 ? undefined : campaignRunReport(options.runId, hash);
+}
+
+/** A campaign's latest run as the Campaign status shows it (crds campaignStatusSchema). */
+export interface CampaignStatusSummary {
+  lastRun: {
+    id: string;
+    startedAt?: string;
+    finishedAt?: string;
+    targeted: number;
+    enqueued: number;
+    sent: number;
+    failed: number;
+    skipped: Record<string, number>;
+  };
+  /** "sent/targeted" of that run. */
+  progress: string;
+  /** The run is still planning (running) or stopped mid-way (suspended). */
+  status: CampaignRunStatus;
+}
+
+/**
+ * The latest run of a campaign, shaped for its status (the operator folds it in), or undefined
+ * when it never ran. `failed` counts every definitive failure: failed, bounced and expired.
+ */
+export async function readCampaignStatusSummary(
+  redis: Redis,
+  options: { namespace: string; campaign: string },
+): Promise<CampaignStatusSummary | undefined> {
+  const [run] = await readCampaignRuns(redis, { ...options, limit: 1 });
+  if (run === undefined) return undefined;
+  const failed = run.outcomes.failed + run.outcomes.bounced + run.outcomes.expired;
+  return {
+    lastRun: {
+      id: run.id,
+      ...(run.startedAt !== undefined && { startedAt: run.startedAt }),
+      ...(run.finishedAt !== undefined && { finishedAt: run.finishedAt }),
+      targeted: run.targeted,
+      enqueued: run.enqueued,
+      sent: run.outcomes.sent,
+      failed,
+      skipped: run.skipped,
+    },
+    progress: `${run.outcomes.sent}/${run.targeted}`,
+    status: run.status,
+  };
+}

@@ -1,0 +1,266 @@
+// Plans one run: walks the run's audience snapshot chunk by chunk (never the whole base in memory),
+// decides each profile, publishes the chunk's send jobs with async publishes awaited together
+// (paced by throttle.perSecond), then commits the chunk's counters and the cursor in one script.
+// A planner killed between publishing and committing leaves the cursor where the chunk started:
+// its successor plans the chunk again, JetStream drops the repeated jobs by Nats-Msg-Id, the
+// address claims recognise their own profile, and the counters are added once.
+import type { Logger, SendJob } from "#runtime";
+import { CampaignSkipReasons, Subjects, campaignJobId, sendMessageId } from "#runtime";
+import { decideProfile } from "./audience.ts";
+import type { CompiledCampaign } from "./audience.ts";
+import type { CampaignMetrics } from "./metrics.ts";
+import type { CampaignStore } from "./store.ts";
+
+/** Time as the planner and the scheduler see it; tests move it by hand. */
+export interface Clock {
+  now(): number;
+  /** Resolves after `ms` (or at once when `signal` aborts). */
+  sleep(ms: number, signal: AbortSignal): Promise<void>;
+}
+
+export interface PlannerDeps {
+  store: CampaignStore;
+  /** Publishes a job; resolves once JetStream stored it (or recognised its msgID as a duplicate). */
+  publish: (subject: string, job: SendJob, msgId: string) => Promise<void>;
+  clock: Clock;
+  metrics: CampaignMetrics;
+  log: Logger;
+  chunkSize: number;
+  /** The campaign as configured now; undefined once it is deleted. */
+  current: () => CompiledCampaign | undefined;
+}
+
+export interface PlannedRun {
+  namespace: string;
+  campaign: string;
+  runId: string;
+  sender: string;
+  owner: string;
+  cursor: number;
+}
+
+/** How a planner stopped: done, suspended, aborted (shutdown or delete), or the lease was lost. */
+export type PlanEnd = "completed" | "suspended" | "stopped" | "lost";
+
+interface Chunk {
+  counters: Map<string, number>;
+  jobs: SendJob[];
+  skipped: Map<string, number>;
+}
+
+/** Paces publishes to `perSecond` from the planner's start. */
+class Pacer {
+  readonly #perSecond: number;
+  readonly #clock: Clock;
+  readonly #start: number;
+  #count = 0;
+
+  constructor(perSecond: number, clock: Clock) {
+    this.#perSecond = perSecond;
+    this.#clock = clock;
+    this.#start = clock.now();
+  }
+
+  /** Waits until `n` more publishes fit the pace. */
+  async take(n: number, signal: AbortSignal): Promise<void> {
+    const due = this.#start + (this.#count * 1000) / this.#perSecond;
+    const wait = due - this.#clock.now();
+    if (wait > 0) await this.#clock.sleep(wait, signal);
+    this.#count += n;
+  }
+}
+
+/**
+ * Plans the run from its cursor until done, suspended, aborted or the lease is lost. Three chunks
+ * overlap: the next one is read while the current one is decided, and the current one is decided
+ * while the previous one is published and committed (commits stay in order: each checks the
+ * cursor its predecessor left).
+ */
+export async function planRun(deps: PlannerDeps, run: PlannedRun, signal: AbortSignal): Promise<PlanEnd> {
+  const reader = new ChunkReader(deps.store, run);
+  let cursor = run.cursor;
+  const pacers: { pacer?: Pacer } = {};
+  let previous: Promise<PlanEnd | undefined> = Promise.resolve(undefined);
+  for (;;) {
+    const campaign = deps.current();
+    const stop = stopReason(campaign, signal);
+    if (stop !== undefined || campaign === undefined) return (await previous) ?? stop ?? "stopped";
+    const { size, pacing } = pacingOf(deps, campaign, pacers);
+    const profiles = await reader.take(cursor, size);
+    if (profiles.length === 0) return (await previous) ?? "completed";
+    const chunk = await decideChunk(deps, campaign, run, profiles);
+    reader.prefetch(cursor + profiles.length, size);
+    const ended = (await previous) ?? stopReason(deps.current(), signal);
+    // Suspended or deleted while the previous chunk was out: this one is not published.
+    if (ended !== undefined) return ended;
+    previous = publishAndCommit(deps, { run, chunk, pacing, signal, from: cursor, to: cursor + profiles.length });
+    previous.catch(() => undefined);
+    cursor += profiles.length;
+  }
+}
+
+/** The chunk size and pace of a campaign; a throttled chunk holds about a second of messages, so a suspend is honoured within a second. */
+function pacingOf(
+  deps: PlannerDeps,
+  campaign: CompiledCampaign,
+  pacers: { pacer?: Pacer },
+): { size: number; pacing: { pacer: Pacer; perSecond: number } | undefined } {
+  const perSecond = campaign.spec.throttle?.perSecond;
+  if (perSecond === undefined) return { size: deps.chunkSize, pacing: undefined };
+  pacers.pacer ??= new Pacer(perSecond, deps.clock);
+  return { size: Math.min(deps.chunkSize, perSecond), pacing: { pacer: pacers.pacer, perSecond } };
+}
+
+function stopReason(campaign: CompiledCampaign | undefined, signal: AbortSignal): PlanEnd | undefined {
+  if (signal.aborted || campaign === undefined) return "stopped";
+  return campaign.spec.suspend ? "suspended" : undefined;
+}
+
+/** Reads chunks of the run's audience, one ahead. */
+class ChunkReader {
+  readonly #store: CampaignStore;
+  readonly #run: PlannedRun;
+  #ahead: { from: number; count: number; reading: ReturnType<CampaignStore["audienceChunk"]> } | undefined;
+
+  constructor(store: CampaignStore, run: PlannedRun) {
+    this.#store = store;
+    this.#run = run;
+  }
+
+  prefetch(from: number, count: number): void {
+    const reading = this.#store.audienceChunk({ ...this.#run, cursor: from, count });
+    reading.catch(() => undefined);
+    this.#ahead = { from, count, reading };
+  }
+
+  async take(from: number, count: number): ReturnType<CampaignStore["audienceChunk"]> {
+    const ahead = this.#ahead;
+    this.#ahead = undefined;
+    if (ahead?.from === from && ahead.count === count) return ahead.reading;
+    return this.#store.audienceChunk({ ...this.#run, cursor: from, count });
+  }
+}
+
+async function publishAndCommit(
+  deps: PlannerDeps,
+  options: {
+    run: PlannedRun;
+    chunk: Chunk;
+    pacing: { pacer: Pacer; perSecond: number } | undefined;
+    signal: AbortSignal;
+    from: number;
+    to: number;
+  },
+): Promise<PlanEnd | undefined> {
+  const { run, chunk, pacing, signal } = options;
+  if (!(await publishAll(deps, { run, jobs: chunk.jobs, pacing, signal }))) return "stopped";
+  const committed = await deps.store.commit({ ...run, from: options.from, to: options.to, counters: chunk.counters });
+  if (!committed) return "lost";
+  count(deps.metrics, run, chunk);
+  return undefined;
+}
+
+function count(metrics: CampaignMetrics, run: PlannedRun, chunk: Chunk): void {
+  const labels = { namespace: run.namespace, campaign: run.campaign };
+  metrics.recipients.inc({ ...labels, outcome: "enqueued", reason: "" }, chunk.jobs.length);
+  for (const [reason, value] of chunk.skipped) metrics.recipients.inc({ ...labels, outcome: "skipped", reason }, value);
+}
+
+async function publishAll(
+  deps: PlannerDeps,
+  options: {
+    run: PlannedRun;
+    jobs: SendJob[];
+    pacing: { pacer: Pacer; perSecond: number } | undefined;
+    signal: AbortSignal;
+  },
+): Promise<boolean> {
+  const { run, jobs, pacing, signal } = options;
+  const subject = Subjects.campaignSend(run.namespace, run.sender, run.campaign, run.runId);
+  // Unthrottled, the whole chunk is one window of async publishes; throttled, windows of about
+  // 50 ms worth of messages keep the pace smooth.
+  const window = pacing === undefined ? jobs.length : Math.max(1, Math.ceil(pacing.perSecond / 20));
+  for (let start = 0; start < jobs.length; start += window) {
+    const slice = jobs.slice(start, start + window);
+    if (pacing !== undefined) await pacing.pacer.take(slice.length, signal);
+    if (signal.aborted) return false;
+    await Promise.all(slice.map((job) => deps.publish(subject, job, sendMessageId(job.namespace, job.id))));
+  }
+  return !signal.aborted;
+}
+
+async function decideChunk(
+  deps: PlannerDeps,
+  campaign: CompiledCampaign,
+  run: PlannedRun,
+  profiles: { id: string; hash: Record<string, string> }[],
+): Promise<Chunk> {
+  const counters = new Map<string, number>();
+  const skipped = new Map<string, number>();
+  const add = (map: Map<string, number>, key: string, value = 1) => map.set(key, (map.get(key) ?? 0) + value);
+  const skip = (reason: string) => {
+    add(counters, `skipped:${reason}`);
+    add(skipped, reason);
+  };
+  const now = new Date(deps.clock.now());
+  let candidates: { id: string; destinations: ReturnType<typeof destinationsOf> }[] = [];
+  for (const profile of profiles) {
+    const decision = decideProfile(campaign, profile, now);
+    if (decision.kind === "notTargeted") continue;
+    if (decision.kind === "skip") {
+      add(counters, "targeted");
+      skip(decision.reason);
+      continue;
+    }
+    // Web Push: every subscription is a recipient (targeted = enqueued + skipped holds).
+    add(counters, "targeted", decision.destinations.length);
+    candidates.push({ id: profile.id, destinations: destinationsOf(decision) });
+  }
+  if (campaign.channel === "email") candidates = await screenEmails(deps, { campaign, run, candidates, skip });
+  const createdAt = now.toISOString();
+  const jobs = candidates.flatMap(({ id, destinations }) =>
+    destinations.map((destination): SendJob => ({
+      id: campaignJobId({ campaign: run.campaign, runId: run.runId, destination: destination.key, profileId: id }),
+      namespace: run.namespace,
+      sender: run.sender,
+      profileId: id,
+      source: { kind: "Campaign", name: run.campaign, runId: run.runId },
+      transactional: campaign.spec.audience.subscription === "all",
+      ...(destination.endpoint !== undefined && { endpoint: destination.endpoint }),
+      createdAt,
+    })),
+  );
+  add(counters, "enqueued", jobs.length);
+  return { counters, jobs, skipped };
+}
+
+function destinationsOf(decision: Extract<ReturnType<typeof decideProfile>, { kind: "candidate" }>) {
+  return decision.destinations;
+}
+
+/** Drops suppressed addresses, then (dedupeByEmail) every profile but the first to claim an address. */
+async function screenEmails<T extends { id: string; destinations: { email?: string }[] }>(
+  deps: PlannerDeps,
+  options: { campaign: CompiledCampaign; run: PlannedRun; candidates: T[]; skip: (reason: string) => void },
+): Promise<T[]> {
+  const { campaign, run, skip } = options;
+  const emailOf = (candidate: T): string => candidate.destinations[0]?.email ?? "";
+  const suppressed = await deps.store.suppressed(run.namespace, options.candidates.map(emailOf));
+  const open = options.candidates.filter((candidate) => {
+    if (!suppressed.has(emailOf(candidate))) return true;
+    skip(CampaignSkipReasons.suppressed);
+    return false;
+  });
+  if (!campaign.spec.audience.dedupeByEmail) return open;
+  const held = await deps.store.claim(
+    run.namespace,
+    run.campaign,
+    run.runId,
+    open.map((candidate) => ({ email: emailOf(candidate), profileId: candidate.id })),
+  );
+  return open.filter((_candidate, index) => {
+    if (held[index] === true) return true;
+    skip(CampaignSkipReasons.duplicateEmail);
+    return false;
+  });
+}

@@ -1,0 +1,315 @@
+// Starts, resumes, suspends and deletes campaign runs. Every engage replica watches the campaigns
+// in the config KV and looks at each one every tick; the replica that takes a campaign's lease (a
+// Redis key with a TTL, renewed while it works) is the only one to plan its run, and a replica that
+// dies mid-run leaves the lease to expire: the next one resumes the run from its checkpoint.
+//
+// Suspend drops what is queued: the planner stops at the end of its chunk and the run's jobs still
+// in RELAIS_SENDS are purged (counted as `dropped`); resuming continues the run with the profiles
+// not yet planned. Delete stops the planner and purges every kept run's queued jobs the same way.
+import { randomBytes } from "node:crypto";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { KV, KvWatchEntry } from "@nats-io/kv";
+import { campaignConfigSchema, CampaignRunStatuses, parseConfigKey, Streams, Subjects } from "#runtime";
+import type { Logger, Runnable, SendJob } from "#runtime";
+import { compileCampaign } from "./audience.ts";
+import type { CompiledCampaign } from "./audience.ts";
+import type { CampaignMetrics } from "./metrics.ts";
+import { planRun } from "./planner.ts";
+import type { Clock, PlanEnd, PlannedRun } from "./planner.ts";
+import { dueRun, runIdFor } from "./schedule.ts";
+import type { CampaignStore } from "./store.ts";
+
+export interface CampaignRunnerOptions {
+  /** How often each campaign is looked at. */
+  tickMs: number;
+  /** Profiles read, decided and published together. */
+  chunkSize: number;
+  /** Runs whose report is kept per campaign. */
+  runsKept: number;
+  /** Lease TTL: how long a dead replica's run waits before another resumes it. */
+  leaseMs: number;
+}
+
+export interface CampaignRunnerDeps {
+  store: CampaignStore;
+  jsm: JetStreamManager;
+  kv: KV;
+  publish: (subject: string, job: SendJob, msgId: string) => Promise<void>;
+  clock: Clock;
+  metrics: CampaignMetrics;
+  log: Logger;
+  options: CampaignRunnerOptions;
+  /** This replica's identity in leases; a fresh random one by default. */
+  owner?: string;
+}
+
+interface Active {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+const keyOf = (namespace: string, name: string): string => `${namespace}/${name}`;
+
+export class CampaignRunner implements Runnable {
+  readonly #deps: CampaignRunnerDeps;
+  readonly #owner: string;
+  readonly #campaigns = new Map<string, CompiledCampaign>();
+  readonly #active = new Map<string, Active>();
+  readonly #chores = new Set<Promise<void>>();
+  #stopping = new AbortController();
+
+  constructor(deps: CampaignRunnerDeps) {
+    this.#deps = deps;
+    this.#owner = deps.owner ?? `engage-${randomBytes(6).toString("hex")}`;
+  }
+
+  get(namespace: string, name: string): CompiledCampaign | undefined {
+    return this.#campaigns.get(keyOf(namespace, name));
+  }
+
+  /** Applies a new generation of a campaign (from the KV watch). Suspending purges what is queued. */
+  put(campaign: CompiledCampaign): void {
+    const key = keyOf(campaign.namespace, campaign.name);
+    const previous = this.#campaigns.get(key);
+    this.#campaigns.set(key, campaign);
+    if (previous === undefined) this.#deps.metrics.initialise(campaign.namespace, campaign.name);
+    if (campaign.spec.suspend && previous?.spec.suspend !== true) {
+      this.#chore(this.#purgeRuns(campaign.namespace, campaign.name, { markDeleted: false }));
+    }
+  }
+
+  /** The campaign's key was deleted: stop its planner, purge its queued jobs, forget its state. */
+  remove(namespace: string, name: string): void {
+    if (!this.#campaigns.delete(keyOf(namespace, name))) return;
+    const active = this.#active.get(keyOf(namespace, name));
+    active?.controller.abort();
+    this.#chore(
+      (async () => {
+        await active?.done;
+        await this.#purgeRuns(namespace, name, { markDeleted: true });
+      })(),
+    );
+  }
+
+  /** Looks at every campaign once: starts or resumes the runs that are due (without awaiting them). */
+  async tick(): Promise<void> {
+    await Promise.all(
+      [...this.#campaigns.values()].map(async (campaign) => {
+        if (this.#active.has(keyOf(campaign.namespace, campaign.name)) || campaign.problems.length > 0) return;
+        await this.#consider(campaign).catch((error: unknown) => {
+          this.#deps.log.warn(
+            { err: error, namespace: campaign.namespace, campaign: campaign.name },
+            "campaign not looked at",
+          );
+        });
+      }),
+    );
+  }
+
+  /** Resolves once every planner and purge started so far has finished. */
+  async idle(): Promise<void> {
+    while (this.#active.size > 0 || this.#chores.size > 0) {
+      await Promise.all([...[...this.#active.values()].map((active) => active.done), ...this.#chores]);
+    }
+  }
+
+  /** Watches the campaigns in the KV and ticks until `signal`; then stops planners at a chunk boundary. */
+  async run(signal: AbortSignal): Promise<void> {
+    this.#stopping = new AbortController();
+    const stop = () => {
+      this.#stopping.abort();
+    };
+    signal.addEventListener("abort", stop, { once: true });
+    const watching = this.watch(signal);
+    while (!signal.aborted) {
+      await this.tick();
+      await this.#deps.clock.sleep(this.#deps.options.tickMs, signal);
+    }
+    await this.idle();
+    await watching;
+  }
+
+  /** Keeps the runner's campaigns equal to the KV's until `signal` (run does this itself). */
+  async watch(signal: AbortSignal): Promise<void> {
+    const watcher = await this.#deps.kv.watch({ key: "*.Campaign.>" });
+    signal.addEventListener(
+      "abort",
+      () => {
+        watcher.stop();
+      },
+      { once: true },
+    );
+    for await (const entry of watcher) this.apply(entry);
+  }
+
+  /** Applies one KV entry of a Campaign. */
+  apply(entry: KvWatchEntry): void {
+    const key = parseConfigKey(entry.key);
+    if (key?.kind !== "Campaign") return;
+    if (entry.operation !== "PUT") {
+      this.remove(key.namespace, key.name);
+      return;
+    }
+    const parsed = campaignConfigSchema.safeParse(entry.json());
+    if (!parsed.success) {
+      this.#deps.log.error({ namespace: key.namespace, campaign: key.name }, "campaign config in KV is invalid");
+      return;
+    }
+    const compiled = compileCampaign({ ...key, generation: parsed.data.generation, spec: parsed.data.spec });
+    if (compiled.problems.length > 0)
+      this.#deps.log.warn(
+        { namespace: key.namespace, campaign: key.name, problems: compiled.problems },
+        "campaign does not compile",
+      );
+    this.put(compiled);
+  }
+
+  #chore(work: Promise<void>): void {
+    const tracked = work.catch((error: unknown) => {
+      this.#deps.log.warn({ err: error }, "campaign purge failed");
+    });
+    this.#chores.add(tracked);
+    void tracked.finally(() => this.#chores.delete(tracked));
+  }
+
+  async #consider(campaign: CompiledCampaign): Promise<void> {
+    const { store, clock } = this.#deps;
+    const { namespace, name } = campaign;
+    const state = await store.state(namespace, name, clock.now());
+    if (campaign.spec.suspend) return;
+    if (state.current !== undefined) {
+      // A run in progress: its planner died, or another replica holds it (the lease decides).
+      const meta = await store.runMeta(namespace, name, state.current);
+      if (meta === undefined) return;
+      if (!(await this.#lease(campaign))) return;
+      if (meta.status === CampaignRunStatuses.suspended) await store.setStatus(namespace, name, meta.id, "running");
+      this.#start({
+        namespace,
+        campaign: name,
+        runId: meta.id,
+        sender: meta.sender,
+        owner: this.#owner,
+        cursor: meta.cursor,
+      });
+      return;
+    }
+    if (dueRun(campaign.spec, state.schedule, clock.now()).kind !== "run") return;
+    if (!(await this.#lease(campaign))) return;
+    // Read again under the lease: another replica may have started it meanwhile.
+    const fresh = await store.state(namespace, name, clock.now());
+    const due = dueRun(campaign.spec, fresh.schedule, clock.now());
+    if (fresh.current !== undefined || due.kind !== "run") {
+      await store.release(namespace, name, this.#owner);
+      return;
+    }
+    const runId = runIdFor(due.slot, randomBytes(2).toString("hex"));
+    const sender = campaign.spec.senderRef.name;
+    await store.startRun({
+      namespace,
+      campaign: name,
+      runId,
+      sender,
+      slot: due.slot,
+      nowMs: clock.now(),
+      remember: due.remember,
+      keep: this.#deps.options.runsKept,
+    });
+    this.#deps.log.info({ namespace, campaign: name, runId }, "campaign run started");
+    this.#start({ namespace, campaign: name, runId, sender, owner: this.#owner, cursor: 0 });
+  }
+
+  async #lease(campaign: CompiledCampaign): Promise<boolean> {
+    return this.#deps.store.acquire(campaign.namespace, campaign.name, this.#owner, this.#deps.options.leaseMs);
+  }
+
+  #start(run: PlannedRun): void {
+    const controller = new AbortController();
+    const signal = AbortSignal.any([controller.signal, this.#stopping.signal]);
+    const key = keyOf(run.namespace, run.campaign);
+    const done = this.#plan(run, signal, controller).finally(() => this.#active.delete(key));
+    this.#active.set(key, { controller, done });
+  }
+
+  async #plan(run: PlannedRun, signal: AbortSignal, controller: AbortController): Promise<void> {
+    const { store, metrics, log, options } = this.#deps;
+    const labels = { namespace: run.namespace, campaign: run.campaign };
+    const renewal = setInterval(() => {
+      void store.renew(run.namespace, run.campaign, run.owner, options.leaseMs).then(
+        (held) => {
+          if (!held) controller.abort();
+        },
+        () => undefined,
+      );
+    }, options.leaseMs / 3);
+    metrics.inProgress.set(labels, 1);
+    let end: PlanEnd | "error" = "error";
+    try {
+      end = await planRun(
+        {
+          store,
+          publish: this.#deps.publish,
+          clock: this.#deps.clock,
+          metrics,
+          log,
+          chunkSize: options.chunkSize,
+          current: () => this.get(run.namespace, run.campaign),
+        },
+        run,
+        signal,
+      );
+      await this.#settle(run, end);
+    } catch (error) {
+      // Redis or NATS failed: the run stays current and the next tick resumes it.
+      log.warn({ err: error, ...labels, runId: run.runId }, "campaign run interrupted; resuming");
+    } finally {
+      clearInterval(renewal);
+      metrics.inProgress.set(labels, 0);
+      if (end !== "lost") await store.release(run.namespace, run.campaign, run.owner).catch(() => undefined);
+    }
+  }
+
+  async #settle(run: PlannedRun, end: PlanEnd): Promise<void> {
+    const { store, metrics, log, clock } = this.#deps;
+    const labels = { namespace: run.namespace, campaign: run.campaign };
+    log.info({ ...labels, runId: run.runId, end }, "campaign planner stopped");
+    if (end === "completed") {
+      await store.finishRun({ ...run, status: CampaignRunStatuses.completed, nowMs: clock.now() });
+      metrics.runs.inc({ ...labels, result: "completed" });
+    } else if (end === "suspended") {
+      await store.setStatus(run.namespace, run.campaign, run.runId, CampaignRunStatuses.suspended);
+      await this.#purge(run.namespace, run.campaign, { id: run.runId, sender: run.sender });
+      metrics.runs.inc({ ...labels, result: "suspended" });
+    }
+  }
+
+  /** Purges the queued jobs of every kept run; for a deleted campaign, marks them and forgets it. */
+  async #purgeRuns(namespace: string, name: string, options: { markDeleted: boolean }): Promise<void> {
+    const { store, metrics } = this.#deps;
+    const ids = await store.runIds(namespace, name);
+    for (const id of ids) {
+      const meta = await store.runMeta(namespace, name, id);
+      if (meta === undefined) continue;
+      await this.#purge(namespace, name, meta);
+      if (!options.markDeleted) continue;
+      if (meta.status === CampaignRunStatuses.running || meta.status === CampaignRunStatuses.suspended) {
+        metrics.runs.inc({ namespace, campaign: name, result: "deleted" });
+        await store.setStatus(namespace, name, id, CampaignRunStatuses.deleted);
+        await store.finishRun({
+          namespace,
+          campaign: name,
+          runId: id,
+          status: CampaignRunStatuses.deleted,
+          nowMs: this.#deps.clock.now(),
+        });
+      }
+    }
+    if (options.markDeleted) await store.forget(namespace, name, ids);
+  }
+
+  /** Purges one run's queued jobs from RELAIS_SENDS and counts them as dropped. */
+  async #purge(namespace: string, campaign: string, run: { id: string; sender: string }): Promise<void> {
+    const filter = Subjects.campaignSend(namespace, run.sender, campaign, run.id);
+    const { purged } = await this.#deps.jsm.streams.purge(Streams.sends, { filter });
+    if (purged > 0) await this.#deps.store.attribute({ namespace, campaign, runId: run.id }, "dropped", purged);
+  }
+}
