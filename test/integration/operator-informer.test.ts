@@ -167,7 +167,9 @@ describe("the work queue fed by an informer", () => {
       client,
       type: resourceTypes.Sender,
       namespace,
-      onEvent: ({ object }) => queue.add(`${namespace}/${object.metadata?.name ?? ""}`),
+      onEvent: ({ object }) => {
+        queue.add(`${namespace}/${object.metadata?.name ?? ""}`);
+      },
     });
     const controller = new AbortController();
     const runs = Promise.all([informer.run(controller.signal), queue.run(controller.signal)]);
