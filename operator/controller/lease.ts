@@ -49,6 +49,8 @@ export interface LeaderElectorOptions {
    */
   lead: (signal: AbortSignal) => Promise<void>;
   onLeadershipChange?: (leading: boolean) => void;
+  /** Give the Lease up when stopped (default), so a standby need not wait for it to expire. */
+  releaseOnStop?: boolean;
   clock?: Clock;
   log?: Logger;
 }
@@ -125,7 +127,7 @@ export class LeaderElector implements Runnable {
     await work;
     signal.removeEventListener("abort", onAbort);
     this.#setLeading(false);
-    if (signal.aborted) await this.#release();
+    if (signal.aborted && this.#options.releaseOnStop !== false) await this.#release();
   }
 
   /** Renews every retry period until `signal` aborts or a renewal fails past the renew deadline. */
