@@ -13,7 +13,7 @@ export {
   resourcePath,
 } from "./controller/kube.ts";
 export { LeaderElector, leaseType } from "./controller/lease.ts";
-export { ReconcileResults, createControllerMetrics } from "./controller/metrics.ts";
+export { ReconcileResults, createControllerMetrics, queueMetricsHooks } from "./controller/metrics.ts";
 export { TokenBucket, WorkQueue, backoffMs } from "./controller/workqueue.ts";
 export {
   KubernetesSource,

@@ -48,3 +48,23 @@ export function createControllerMetrics(registry: Registry): ControllerMetrics {
   leader.set(0);
   return { reconciles, reconcileDuration, queueDepth, leader };
 }
+
+/**
+ * The work queue's hooks that feed these metrics. Keys are `<Kind>/<namespace>/<name>`
+ * (keyString); the kind label is the key's first part, so its values stay a closed set.
+ */
+export function queueMetricsHooks(metrics: ControllerMetrics): {
+  onDepth: (depth: number) => void;
+  onResult: (report: { key: string; outcome: ReconcileResult; durationMs: number }) => void;
+} {
+  return {
+    onDepth: (depth) => {
+      metrics.queueDepth.set(depth);
+    },
+    onResult: ({ key, outcome, durationMs }) => {
+      const kind = key.split("/", 1)[0] ?? "";
+      metrics.reconciles.inc({ kind, result: outcome });
+      metrics.reconcileDuration.observe({ kind }, durationMs / 1000);
+    },
+  };
+}
