@@ -56,6 +56,11 @@ export interface KubeList<T extends KubeObject = KubeObject> {
   metadata: { resourceVersion?: string; continue?: string };
 }
 
+/** The API server's MicroTime (Lease and Event times): RFC 3339 with exactly six fractional digits. */
+export function microTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/Z$/, "000Z");
+}
+
 export function apiVersionOf(type: Pick<ResourceType, "group" | "version">): string {
   return type.group === "" ? type.version : `${type.group}/${type.version}`;
 }

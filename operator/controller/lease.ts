@@ -8,7 +8,7 @@
 import type { Logger, Runnable } from "#runtime";
 import { sleep, systemClock } from "./clock.ts";
 import type { Clock } from "./clock.ts";
-import { KubeApiError, resourcePath } from "./kube.ts";
+import { KubeApiError, microTime, resourcePath } from "./kube.ts";
 import type { KubeClient, KubeObject, ResourceType } from "./kube.ts";
 
 export const leaseType: ResourceType = {
@@ -58,11 +58,6 @@ export interface LeaderElectorOptions {
 /** Reads `signal.aborted` afresh (after an await, where type narrowing would assume it unchanged). */
 function isAborted(signal: AbortSignal): boolean {
   return signal.aborted;
-}
-
-/** The API server's MicroTime: RFC 3339 with exactly six fractional digits. */
-function microTime(ms: number): string {
-  return new Date(ms).toISOString().replace(/Z$/, "000Z");
 }
 
 export class LeaderElector implements Runnable {

@@ -9,7 +9,7 @@ import type { RelaisResource } from "#crds";
 import { RelaisError } from "#runtime";
 import type { Logger } from "#runtime";
 import { Informer } from "../controller/informer.ts";
-import { apiVersionOf, resourcePath } from "../controller/kube.ts";
+import { microTime, apiVersionOf, resourcePath } from "../controller/kube.ts";
 import type { KubeClient, KubeObject, ResourceType } from "../controller/kube.ts";
 import type { EventRecord, ObjectKey, ResourceKind, ResourceSource, StatusUpdate } from "../types.ts";
 
@@ -63,10 +63,6 @@ function toResource(key: ObjectKey, object: KubeObject): RelaisResource {
     throw new ResourceInvalidError(key, first?.path ?? "", first?.message ?? "invalid");
   }
   return result.resource;
-}
-
-function microTime(ms: number): string {
-  return new Date(ms).toISOString().replace(/Z$/, "000Z");
 }
 
 export class KubernetesSource implements ResourceSource {
