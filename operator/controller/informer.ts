@@ -57,6 +57,9 @@ export interface InformerStats {
 
 type WatchEnd = "closed" | "expired" | "failed";
 
+/** A watch that lasted less than this and ended without error still counts toward backoff. */
+const MIN_HEALTHY_WATCH_MS = 1000;
+
 interface WatchStatus {
   code?: number;
   reason?: string;
@@ -120,8 +123,12 @@ export class Informer<T extends KubeObject = KubeObject> {
   async run(signal: AbortSignal): Promise<void> {
     let failures = 0;
     while (!signal.aborted) {
+      const started = this.#clock.now();
       const end = await this.#cycle(signal);
-      if (end === "failed") failures++;
+      // A watch the server closes at once, again and again, is a failure too: without backoff the
+      // loop would hammer the API server.
+      const instant = end === "closed" && this.#clock.now() - started < MIN_HEALTHY_WATCH_MS;
+      if (end === "failed" || instant) failures++;
       else failures = 0;
       if (failures > 0) {
         await sleep(

@@ -11,6 +11,7 @@ import type { Logger } from "#runtime";
 import { Informer } from "../controller/informer.ts";
 import { microTime, apiVersionOf, resourcePath } from "../controller/kube.ts";
 import type { KubeClient, KubeObject, ResourceType } from "../controller/kube.ts";
+import { keyString } from "../types.ts";
 import type { EventRecord, ObjectKey, ResourceKind, ResourceSource, StatusUpdate } from "../types.ts";
 
 export const resourceTypes: Record<ResourceKind, ResourceType> = {
@@ -38,6 +39,10 @@ export const eventType: ResourceType = {
 export const REPORTING_CONTROLLER = "relais.dev/operator";
 /** events.k8s.io/v1 caps `note` at 1 kB. */
 const NOTE_MAX = 1024;
+/** A repeated Event within this window counts on the first one instead of creating another. */
+const EVENT_SERIES_WINDOW_MS = 10 * 60 * 1000;
+/** Distinct recent Events remembered for that (oldest forgotten first). */
+const EVENT_SERIES_MAX = 4096;
 
 export interface KubernetesSourceOptions {
   client: KubeClient;
@@ -68,6 +73,7 @@ function toResource(key: ObjectKey, object: KubeObject): RelaisResource {
 export class KubernetesSource implements ResourceSource {
   readonly #options: KubernetesSourceOptions;
   readonly #informers = new Map<ResourceKind, Informer[]>();
+  readonly #recentEvents = new Map<string, { name: string; firstMs: number; count: number }>();
 
   constructor(options: KubernetesSourceOptions) {
     this.#options = options;
@@ -167,38 +173,71 @@ export class KubernetesSource implements ResourceSource {
     return this.#setFinalizers(key, (list) => list.filter((name) => name !== finalizer));
   }
 
+  /**
+   * Records an Event about `key`. The same event (type, reason, message) again within
+   * EVENT_SERIES_WINDOW_MS becomes a count on the first one (events.k8s.io `series`), as client-go's
+   * recorder does, so a reconcile retried with backoff does not flood the namespace.
+   */
   async recordEvent(key: ObjectKey, event: EventRecord): Promise<void> {
-    const object = this.#synced(key.kind)
-      ?.map((informer) => informer.get(`${key.namespace}/${key.name}`))
-      .find((found) => found !== undefined);
-    const uid = object?.metadata?.uid ?? (await this.#options.client.get(this.#path(key)))?.metadata?.uid;
     const now = Date.now();
+    const note = event.message.slice(0, NOTE_MAX);
+    const seriesKey = JSON.stringify([keyString(key), event.type, event.reason, note]);
+    const previous = this.#recentEvents.get(seriesKey);
+    if (previous !== undefined && now - previous.firstMs < EVENT_SERIES_WINDOW_MS) {
+      previous.count++;
+      const patched = await this.#options.client
+        .mergePatch(resourcePath(eventType, { namespace: key.namespace, name: previous.name }), {
+          series: { count: previous.count, lastObservedTime: microTime(now) },
+        })
+        .then(
+          () => true,
+          () => false,
+        );
+      if (patched) return;
+    }
+    const name = `${key.name}.${now.toString(16)}${randomBytes(4).toString("hex")}`;
     await this.#options.client.request({
       method: "POST",
       path: resourcePath(eventType, { namespace: key.namespace }),
       body: {
         apiVersion: apiVersionOf(eventType),
         kind: "Event",
-        metadata: {
-          name: `${key.name}.${now.toString(16)}${randomBytes(4).toString("hex")}`,
-          namespace: key.namespace,
-        },
+        metadata: { name, namespace: key.namespace },
         eventTime: microTime(now),
         type: event.type,
         reason: event.reason,
         action: "Reconcile",
-        note: event.message.slice(0, NOTE_MAX),
+        note,
         reportingController: REPORTING_CONTROLLER,
         reportingInstance: this.#options.identity.slice(0, 128),
-        regarding: {
-          apiVersion: apiVersionOf(resourceTypes[key.kind]),
-          kind: key.kind,
-          namespace: key.namespace,
-          name: key.name,
-          ...(uid !== undefined && { uid }),
-        },
+        regarding: await this.#regarding(key),
       },
     });
+    this.#rememberEvent(seriesKey, { name, firstMs: now, count: 1 });
+  }
+
+  #rememberEvent(seriesKey: string, entry: { name: string; firstMs: number; count: number }): void {
+    this.#recentEvents.delete(seriesKey);
+    this.#recentEvents.set(seriesKey, entry);
+    // Bounded: the oldest entries go first (a Map iterates in insertion order).
+    for (const oldest of this.#recentEvents.keys()) {
+      if (this.#recentEvents.size <= EVENT_SERIES_MAX) break;
+      this.#recentEvents.delete(oldest);
+    }
+  }
+
+  async #regarding(key: ObjectKey): Promise<Record<string, string>> {
+    const cached = this.#synced(key.kind)
+      ?.map((informer) => informer.get(`${key.namespace}/${key.name}`))
+      .find((found) => found !== undefined);
+    const uid = cached?.metadata?.uid ?? (await this.#options.client.get(this.#path(key)))?.metadata?.uid;
+    return {
+      apiVersion: apiVersionOf(resourceTypes[key.kind]),
+      kind: key.kind,
+      namespace: key.namespace,
+      name: key.name,
+      ...(uid !== undefined && { uid }),
+    };
   }
 
   async readSecret(namespace: string, name: string): Promise<Record<string, string> | undefined> {

@@ -159,16 +159,21 @@ describe("the operator under exactly its RBAC rules", () => {
     stored = await admin.get(senderPath(namespace, "mail"));
     assert.equal(stored?.metadata?.finalizers, undefined);
     await source.recordEvent(key, { type: "Warning", reason: "SecretMissing", message: condition.message });
+    await source.recordEvent(key, { type: "Warning", reason: "SecretMissing", message: condition.message });
     const events = await admin.list<
       KubeObject & {
         reason: string;
         note: string;
         reportingController: string;
         regarding: { name: string; uid?: string };
+        series?: { count: number };
       }
     >(`/apis/events.k8s.io/v1/namespaces/${namespace}/events`);
-    const event = events.items.find((e) => e.regarding.name === "mail");
+    const aboutMail = events.items.filter((e) => e.regarding.name === "mail");
+    assert.equal(aboutMail.length, 1, "a repeated Event counts on the first");
+    const [event] = aboutMail;
     assert.ok(event, "no Event recorded");
+    assert.equal(event.series?.count, 2);
     assert.equal(event.reason, "SecretMissing");
     assert.equal(event.note, condition.message);
     assert.equal(event.reportingController, REPORTING_CONTROLLER);
