@@ -12,14 +12,14 @@
 // Settings: BENCH_OPERATOR_RESOURCES (1000), BENCH_OPERATOR_NAMESPACES (50), BENCH_OPERATOR_EDITS
 // (100), BENCH_OPERATOR_CONCURRENCY (work queue workers, 8); RELAIS_TEST_KUBECONFIG to use a running
 // control plane instead of starting one. Figures go to stdout and bench-results/operator-kube.json.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
-import { parse } from "yaml";
 import { KubernetesSource, WorkQueue, createKubeClient, keyString, resourcePath, resourceTypes } from "#operator";
-import type { KubeClient, KubeObject, ObjectKey } from "#operator";
+import type { ObjectKey } from "#operator";
 import { startStack, uniqueName } from "#harness";
 import type { Stack } from "#harness";
+import { installRelaisCrds, senderManifest } from "../integration/operator-fixtures.ts";
 import { commandLine, numberSetting, packageVersion } from "./support.ts";
 
 const resources = numberSetting("BENCH_OPERATOR_RESOURCES", 1000, { min: 1, max: 100_000 });
@@ -44,36 +44,6 @@ async function inWindows<T>(items: T[], size: number, work: (item: T) => Promise
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(work));
 }
 
-function sender(namespace: string, name: string, address: string): KubeObject {
-  return {
-    apiVersion: "relais.dev/v1alpha1",
-    kind: "Sender",
-    metadata: { name, namespace },
-    spec: {
-      channel: "email",
-      email: { from: { address }, transport: { smtp: { host: "smtp.example.com" } } },
-      pool: { minReplicas: 0, maxReplicas: 5 },
-    },
-  };
-}
-
-async function installCrds(client: KubeClient): Promise<void> {
-  for (const kind of ["senders", "campaigns", "automations"]) {
-    const file = join(import.meta.dirname, "..", "..", "crds", "generated", `${kind}.relais.dev.yaml`);
-    const crd = parse(readFileSync(file, "utf8")) as KubeObject;
-    await client.apply(
-      `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata?.name ?? ""}`,
-      crd,
-      "bench",
-    );
-  }
-  for (;;) {
-    const list = await client.list(resourcePath(resourceTypes.Sender)).catch(() => undefined);
-    if (list !== undefined) return;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
 async function main(): Promise<void> {
   let stack: Stack | undefined;
   let kubeconfig = process.env.RELAIS_TEST_KUBECONFIG;
@@ -84,7 +54,7 @@ async function main(): Promise<void> {
   const config = new KubeConfig();
   config.loadFromFile(kubeconfig);
   const client = createKubeClient(config);
-  await installCrds(client);
+  await installRelaisCrds(client);
 
   const prefix = uniqueName("bench");
   const namespaces = Array.from({ length: namespaceCount }, (_, i) => `${prefix}-${i}`);
@@ -101,7 +71,7 @@ async function main(): Promise<void> {
     await inWindows(keys, 50, (key) =>
       client.apply(
         resourcePath(resourceTypes.Sender, key),
-        sender(key.namespace, key.name, "v0@shop.example.com"),
+        senderManifest(key.namespace, key.name, "v0@shop.example.com"),
         "bench",
       ),
     );
@@ -175,7 +145,7 @@ async function main(): Promise<void> {
       const seen = new Promise<number>((resolve) => waiting.set(keyString(key), resolve));
       await client.apply(
         resourcePath(resourceTypes.Sender, key),
-        sender(key.namespace, key.name, `v${i + 1}@shop.example.com`),
+        senderManifest(key.namespace, key.name, `v${i + 1}@shop.example.com`),
         "bench",
       );
       const applied = performance.now();
