@@ -7,6 +7,7 @@ export { Informer, objectKey } from "./controller/informer.ts";
 export {
   ContentTypes,
   KubeApiError,
+  METADATA_ONLY_LIST,
   apiVersionOf,
   createKubeClient,
   isNotFound,

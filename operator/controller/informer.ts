@@ -37,6 +37,8 @@ export interface InformerOptions<T extends KubeObject> {
    * the operator never reads and which is often the largest part of an object.
    */
   transform?: (object: T) => T;
+  /** List metadata only (Secrets: their values are never fetched by the list). */
+  metadataOnly?: boolean;
   /** Start by watching from this resourceVersion instead of listing (resuming after a restart). */
   resumeFrom?: string;
   clock?: Clock;
@@ -174,9 +176,11 @@ export class Informer<T extends KubeObject = KubeObject> {
 
   async #relist(): Promise<void> {
     this.#stats.lists++;
-    const list = await this.#options.client.list<T>(this.#collectionPath(), {
-      labelSelector: this.#options.labelSelector,
-    });
+    const list = await this.#options.client.list<T>(
+      this.#collectionPath(),
+      { labelSelector: this.#options.labelSelector },
+      { metadataOnly: this.#options.metadataOnly === true },
+    );
     const seen = new Set<string>();
     for (const item of list.items) {
       const object = this.#withTypeMeta(item);

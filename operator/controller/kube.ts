@@ -119,7 +119,12 @@ export interface KubeRequest {
   query?: Record<string, string | number | boolean | undefined>;
   body?: unknown;
   contentType?: string;
+  /** The Accept header; JSON by default. */
+  accept?: string;
 }
+
+/** Lists that carry each item's metadata only (no spec, no Secret data). */
+export const METADATA_ONLY_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
 
 export interface KubeClient {
   readonly config: KubeConfig;
@@ -128,7 +133,11 @@ export interface KubeClient {
   /** The object, or undefined on 404. */
   get<T extends KubeObject>(path: string): Promise<T | undefined>;
   /** Every item of a collection, following `continue` pages; the list's resourceVersion. */
-  list<T extends KubeObject>(path: string, query?: Record<string, string | undefined>): Promise<KubeList<T>>;
+  list<T extends KubeObject>(
+    path: string,
+    query?: Record<string, string | undefined>,
+    options?: { metadataOnly?: boolean },
+  ): Promise<KubeList<T>>;
   /** Server-side apply of `object` as `fieldManager`, forcing ownership of the fields it sets. */
   apply<T extends KubeObject>(path: string, object: KubeObject, fieldManager: string): Promise<T>;
   mergePatch<T extends KubeObject>(path: string, patch: unknown, fieldManager?: string): Promise<T>;
@@ -164,7 +173,7 @@ export function createKubeClient(config: KubeConfig): KubeClient {
     const context = new RequestContext(url.toString(), HttpMethod[req.method]);
     await config.applySecurityAuthentication(context);
     dispatcher ??= context.getDispatcher();
-    const headers: Record<string, string> = { ...context.getHeaders(), accept: "application/json" };
+    const headers: Record<string, string> = { ...context.getHeaders(), accept: req.accept ?? "application/json" };
     if (req.body !== undefined) headers["content-type"] = req.contentType ?? ContentTypes.json;
     let response;
     try {
@@ -212,6 +221,7 @@ export function createKubeClient(config: KubeConfig): KubeClient {
     async list<T extends KubeObject>(
       path: string,
       query: Record<string, string | undefined> = {},
+      options: { metadataOnly?: boolean } = {},
     ): Promise<KubeList<T>> {
       const items: T[] = [];
       let next: string | undefined;
@@ -221,6 +231,7 @@ export function createKubeClient(config: KubeConfig): KubeClient {
           method: "GET",
           path,
           query: { ...query, limit: PAGE_SIZE, continue: next },
+          ...(options.metadataOnly === true && { accept: METADATA_ONLY_LIST }),
         });
         items.push(...page.items);
         resourceVersion = page.metadata.resourceVersion;

@@ -96,6 +96,7 @@ export class KubernetesSource implements ResourceSource {
     return informers?.every((informer) => informer.hasSynced) === true ? informers : undefined;
   }
 
+  /** Every resource of `kind` that matches the schema (others are logged and skipped). */
   async list(kind: ResourceKind): Promise<RelaisResource[]> {
     const informers = this.#synced(kind);
     const objects =
@@ -110,9 +111,19 @@ export class KubernetesSource implements ResourceSource {
               ),
             )
           ).flatMap((list) => list.items);
-    return objects.map((object) =>
-      toResource({ kind, namespace: object.metadata?.namespace ?? "", name: object.metadata?.name ?? "" }, object),
-    );
+    // One resource the schema refuses must not hide the others: it is skipped here, and its own
+    // reconcile (through get) reports the error.
+    const resources: RelaisResource[] = [];
+    for (const object of objects) {
+      try {
+        resources.push(
+          toResource({ kind, namespace: object.metadata?.namespace ?? "", name: object.metadata?.name ?? "" }, object),
+        );
+      } catch (error) {
+        this.#options.log?.warn({ err: error }, "resource skipped: does not match the schema");
+      }
+    }
+    return resources;
   }
 
   async get(key: ObjectKey): Promise<RelaisResource | undefined> {
@@ -257,7 +268,9 @@ export class KubernetesSource implements ResourceSource {
           client: this.#options.client,
           type: secretType,
           ...(namespace !== undefined && { namespace }),
-          // Only names are kept: a Secret's values never stay in the operator's memory.
+          // Only names are kept: a Secret's values never stay in the operator's memory (the list
+          // does not even fetch them; a watch event's are dropped on arrival).
+          metadataOnly: true,
           transform: (object) => ({ apiVersion: object.apiVersion, kind: object.kind, metadata: object.metadata }),
           onEvent: ({ object }) => {
             onChange(object.metadata?.namespace ?? "", object.metadata?.name ?? "");

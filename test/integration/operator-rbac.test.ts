@@ -185,6 +185,12 @@ describe("the operator under exactly its RBAC rules", () => {
       password: "s3cret-value",
     });
     assert.equal(await source.readSecret(namespace, "absent"), undefined);
+    const secretNames = await operator.list(`/api/v1/namespaces/${namespace}/secrets`, {}, { metadataOnly: true });
+    assert.ok(secretNames.items.some((item) => item.metadata?.name === "smtp-credentials"));
+    assert.ok(
+      secretNames.items.every((item) => !("data" in item)),
+      "a metadata-only list carries no Secret values",
+    );
     await admin.mergePatch(`/api/v1/namespaces/${namespace}/secrets/smtp-credentials`, {
       stringData: { password: "rotated" },
     });
