@@ -73,6 +73,8 @@ export interface PoolSpec extends PoolRef {
   maxReplicas: number;
   /** Rolls the pool when it changes (a Sender edit). */
   configHash: string;
+  /** Queued messages one replica should have (a Sender's pool.targetLagPerReplica); KEDA's lagThreshold. */
+  targetLagPerReplica?: number;
 }
 
 export interface PoolState {

@@ -15,6 +15,8 @@ export const ErrorCodes = {
   RELAIS_HTTP_RATE_LIMITED: "http",
   RELAIS_HTTP_UNAVAILABLE: "http",
   RELAIS_PROFILE_TOO_MANY_FIELDS: "profiles",
+  RELAIS_KUBE_REQUEST_FAILED: "kube",
+  RELAIS_KUBE_RESOURCE_INVALID: "kube",
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
