@@ -10,7 +10,7 @@ export interface PolicyRule {
   verbs: string[];
 }
 
-const kinds = ["senders", "campaigns", "automations"];
+const kinds = ["senders", "campaigns", "automations", "sendpolicies"];
 
 /** Rules the operator needs in every watched namespace (a ClusterRole). */
 export const clusterRules: readonly PolicyRule[] = [

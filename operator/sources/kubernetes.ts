@@ -18,6 +18,7 @@ export const resourceTypes: Record<ResourceKind, ResourceType> = {
   Sender: { group: GROUP, version: VERSION, plural: "senders", kind: "Sender", namespaced: true },
   Campaign: { group: GROUP, version: VERSION, plural: "campaigns", kind: "Campaign", namespaced: true },
   Automation: { group: GROUP, version: VERSION, plural: "automations", kind: "Automation", namespaced: true },
+  SendPolicy: { group: GROUP, version: VERSION, plural: "sendpolicies", kind: "SendPolicy", namespaced: true },
 };
 
 export const secretType: ResourceType = {
