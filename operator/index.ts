@@ -32,3 +32,6 @@ export type {
   SecretObject,
   StatusUpdate,
 } from "./types.ts";
+export { runLocal, LOCAL_NAMESPACE } from "./local/run.ts";
+export { demoEvents, demoProfiles, expectedReminders } from "./local/demo.ts";
+export type { LocalOptions, LocalServices } from "./local/run.ts";

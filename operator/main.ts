@@ -51,7 +51,12 @@ async function enqueueAll(source: ResourceSource, queue: WorkQueue): Promise<voi
 }
 
 /** Campaigns and Automations naming this Sender: their checks depend on it. */
-async function enqueueDependents(source: ResourceSource, queue: WorkQueue, namespace: string, sender: string): Promise<void> {
+async function enqueueDependents(
+  source: ResourceSource,
+  queue: WorkQueue,
+  namespace: string,
+  sender: string,
+): Promise<void> {
   for (const kind of ["Campaign", "Automation"] as const) {
     for (const resource of await source.list(kind)) {
       if (resource.kind === "Sender" || resource.spec.senderRef.name !== sender) continue;

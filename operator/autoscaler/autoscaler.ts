@@ -68,7 +68,10 @@ export class Autoscaler {
     await Promise.all(
       targets.map(async (target) => {
         await this.#scaleOne(target).catch((error: unknown) => {
-          this.#options.log.warn({ err: error, pool: target.pool.name, namespace: target.pool.namespace }, "autoscale failed");
+          this.#options.log.warn(
+            { err: error, pool: target.pool.name, namespace: target.pool.namespace },
+            "autoscale failed",
+          );
         });
       }),
     );
@@ -99,7 +102,13 @@ export class Autoscaler {
     this.#history.set(id, decision.history);
     if (decision.replicas !== state.desiredReplicas) {
       this.#options.log.info(
-        { namespace: target.pool.namespace, pool: target.pool.name, lag, from: state.desiredReplicas, to: decision.replicas },
+        {
+          namespace: target.pool.namespace,
+          pool: target.pool.name,
+          lag,
+          from: state.desiredReplicas,
+          to: decision.replicas,
+        },
         "scaling pool",
       );
       await pools.scale(target.pool, decision.replicas);

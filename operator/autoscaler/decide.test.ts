@@ -3,7 +3,12 @@ import { describe, it } from "node:test";
 import { decide, recommend } from "./decide.ts";
 import type { Recommendation, ScalePolicy } from "./decide.ts";
 
-const policy: ScalePolicy = { minReplicas: 1, maxReplicas: 10, targetLagPerReplica: 100, stabilizationWindowMs: 60_000 };
+const policy: ScalePolicy = {
+  minReplicas: 1,
+  maxReplicas: 10,
+  targetLagPerReplica: 100,
+  stabilizationWindowMs: 60_000,
+};
 
 /** Runs rounds of the decision with a fake clock, as the autoscaler's loop does. */
 function rounds(p: ScalePolicy, steps: { at: number; lag: number }[], start = p.minReplicas): number[] {

@@ -38,7 +38,9 @@ async function mjmlProblems(field: string, source: string): Promise<TemplateProb
     const result = await mjml2html(source, { validationLevel: "soft", minify: false });
     return result.errors.map((error) => ({ field, message: error.message, line: error.line, column: undefined }));
   } catch (error) {
-    return [{ field, message: error instanceof Error ? error.message : String(error), line: undefined, column: undefined }];
+    return [
+      { field, message: error instanceof Error ? error.message : String(error), line: undefined, column: undefined },
+    ];
   }
 }
 
@@ -59,9 +61,16 @@ export async function checkMessage(message: Message, path = "spec.message"): Pro
   }
   if (message.webpush !== undefined) {
     const push = message.webpush;
-    texts.push([`${path}.webpush.title`, push.title], [`${path}.webpush.body`, push.body], [`${path}.webpush.url`, push.url]);
+    texts.push(
+      [`${path}.webpush.title`, push.title],
+      [`${path}.webpush.body`, push.body],
+      [`${path}.webpush.url`, push.url],
+    );
     for (const [index, action] of (push.actions ?? []).entries()) {
-      texts.push([`${path}.webpush.actions[${index}].title`, action.title], [`${path}.webpush.actions[${index}].url`, action.url]);
+      texts.push(
+        [`${path}.webpush.actions[${index}].title`, action.title],
+        [`${path}.webpush.actions[${index}].url`, action.url],
+      );
     }
   }
   for (const [field, text] of texts) {
@@ -72,7 +81,12 @@ export async function checkMessage(message: Message, path = "spec.message"): Pro
 }
 
 /** "spec.message.email.subject line 1, column 7: undefined filter: nofilter" */
-export function describeProblem(problem: { field: string; message: string; line: number | undefined; column: number | undefined }): string {
+export function describeProblem(problem: {
+  field: string;
+  message: string;
+  line: number | undefined;
+  column: number | undefined;
+}): string {
   const where =
     problem.line === undefined
       ? problem.field

@@ -15,6 +15,8 @@ import type { PoolRef, PoolRunner, PoolSpec, PoolState } from "../types.ts";
 export interface ProcessPoolOptions {
   /** What starts a pool process, before its kind: [process.execPath, "<checkout>/bin/relais.ts"]. */
   command: readonly string[];
+  /** Put before the command, e.g. ["setpriv", "--pdeathsig", "SIGTERM", "--"] so replicas die with the operator. */
+  wrapper?: readonly string[];
   /** Environment every process gets (PATH and the like); the pool's env is added to it. */
   baseEnv: Record<string, string>;
   /** The values of a pool's Secrets as RELAIS_SECRET_* variables (never logged). */
@@ -78,6 +80,7 @@ const id = (pool: PoolRef): string => `${pool.namespace}/${pool.name}`;
 export class ProcessPoolRunner implements PoolRunner {
   readonly #options: ProcessPoolOptions;
   readonly #pools = new Map<string, Pool>();
+  #closing = false;
 
   constructor(options: ProcessPoolOptions) {
     this.#options = options;
@@ -120,7 +123,8 @@ export class ProcessPoolRunner implements PoolRunner {
         await this.#converge(created);
         return;
       }
-      const rolled = pool.spec.configHash !== spec.configHash || JSON.stringify(pool.spec.env) !== JSON.stringify(spec.env);
+      const rolled =
+        pool.spec.configHash !== spec.configHash || JSON.stringify(pool.spec.env) !== JSON.stringify(spec.env);
       pool.spec = spec;
       pool.desired = Math.min(spec.maxReplicas, Math.max(spec.minReplicas, pool.desired));
       if (rolled) {
@@ -162,6 +166,7 @@ export class ProcessPoolRunner implements PoolRunner {
 
   /** Stops every pool (local mode's shutdown). */
   async stopAll(): Promise<void> {
+    this.#closing = true;
     await Promise.all([...this.#pools.values()].map((pool) => this.delete(pool.spec)));
   }
 
@@ -218,16 +223,25 @@ export class ProcessPoolRunner implements PoolRunner {
   }
 
   async #spawn(pool: Pool, replica: Replica): Promise<void> {
-    const [file = process.execPath, ...args] = this.#options.command;
+    const [file = process.execPath, ...args] = [...(this.#options.wrapper ?? []), ...this.#options.command];
     const env = await this.#environment(pool, replica.port);
     const logDir = this.#options.logDir;
     replica.output ??=
       logDir === undefined
         ? undefined
-        : createWriteStream(join(logDir, `${pool.spec.namespace}.${pool.spec.name}-${replica.index}.log`), { flags: "a" });
+        : createWriteStream(join(logDir, `${pool.spec.namespace}.${pool.spec.name}-${replica.index}.log`), {
+            flags: "a",
+          });
     const child = spawn(file, [...args, pool.spec.kind], {
       env,
-      stdio: ["ignore", replica.output === undefined ? "ignore" : "pipe", replica.output === undefined ? "ignore" : "pipe"],
+      // Its own process group: a terminal's Ctrl-C reaches the operator only, which stops the
+      // replicas with SIGTERM after it has stopped scaling them.
+      detached: true,
+      stdio: [
+        "ignore",
+        replica.output === undefined ? "ignore" : "pipe",
+        replica.output === undefined ? "ignore" : "pipe",
+      ],
     });
     if (replica.output !== undefined) {
       child.stdout?.pipe(replica.output, { end: false });
@@ -238,7 +252,8 @@ export class ProcessPoolRunner implements PoolRunner {
     replica.exited = new Promise((resolve) => {
       child.once("exit", (code, signal) => {
         resolve();
-        if (!replica.stopping) this.#onCrash(pool, replica, code === null ? `signal ${signal ?? "?"}` : `code ${code}`);
+        if (!replica.stopping && !this.#closing)
+          this.#onCrash(pool, replica, code === null ? `signal ${signal ?? "?"}` : `code ${code}`);
       });
     });
     child.once("error", (error) => {

@@ -26,7 +26,11 @@ function channelOf(message: Message): "email" | "webpush" {
   return message.email === undefined ? "webpush" : "email";
 }
 
-async function senderProblem(deps: ReconcileDeps, resource: MessageResource, namespace: string): Promise<Problem | undefined> {
+async function senderProblem(
+  deps: ReconcileDeps,
+  resource: MessageResource,
+  namespace: string,
+): Promise<Problem | undefined> {
   const name = resource.spec.senderRef.name;
   const sender = await deps.source.get({ kind: "Sender", namespace, name });
   if (sender?.kind !== "Sender") {
@@ -47,7 +51,9 @@ async function senderProblem(deps: ReconcileDeps, resource: MessageResource, nam
 
 async function compileProblem(resource: MessageResource): Promise<Problem | undefined> {
   const expressions =
-    resource.kind === "Automation" ? checkAutomationExpressions(resource.spec) : checkCampaignExpressions(resource.spec);
+    resource.kind === "Automation"
+      ? checkAutomationExpressions(resource.spec)
+      : checkCampaignExpressions(resource.spec);
   if (expressions.length > 0) {
     return { reason: ConditionReasons.InvalidExpression, message: expressions.map(describeProblem).join("; ") };
   }

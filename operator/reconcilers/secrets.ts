@@ -59,7 +59,9 @@ export type SecretCheck =
 export async function checkSecrets(source: ResourceSource, namespace: string, spec: SenderSpec): Promise<SecretCheck> {
   const needs = secretNeeds(spec);
   const names = [...new Set(needs.map((need) => need.secret))];
-  const data = new Map(await Promise.all(names.map(async (name) => [name, await source.readSecret(namespace, name)] as const)));
+  const data = new Map(
+    await Promise.all(names.map(async (name) => [name, await source.readSecret(namespace, name)] as const)),
+  );
   for (const need of needs) {
     const secret = data.get(need.secret);
     if (secret === undefined) {

@@ -95,7 +95,10 @@ function parseFile(file: string, text: string, defaultNamespace: string, into: L
   for (const [index, document] of parseAllDocuments(text).entries()) {
     if (!("errors" in document)) continue;
     if (document.errors.length > 0) {
-      const issues = document.errors.map((error) => ({ path: `line ${error.linePos?.[0].line ?? "?"}`, message: error.message }));
+      const issues = document.errors.map((error) => ({
+        path: `line ${error.linePos?.[0].line ?? "?"}`,
+        message: error.message,
+      }));
       into.problems.push({ file, document: index, kind: undefined, name: undefined, issues });
       continue;
     }
@@ -272,7 +275,9 @@ export class FolderSource implements ResourceSource {
   }
 
   async list(kind: ResourceKind): Promise<RelaisResource[]> {
-    return [...this.#entries.values()].filter((entry) => entry.resource.kind === kind).map((entry) => this.#view(entry));
+    return [...this.#entries.values()]
+      .filter((entry) => entry.resource.kind === kind)
+      .map((entry) => this.#view(entry));
   }
 
   async get(key: ObjectKey): Promise<RelaisResource | undefined> {
@@ -281,9 +286,13 @@ export class FolderSource implements ResourceSource {
   }
 
   async watch(_kind: ResourceKind, onChange: (key: ObjectKey) => void, signal: AbortSignal): Promise<void> {
-    await this.#listen(this.#listeners, (key: ObjectKey) => {
-      if (key.kind === _kind) onChange(key);
-    }, signal);
+    await this.#listen(
+      this.#listeners,
+      (key: ObjectKey) => {
+        if (key.kind === _kind) onChange(key);
+      },
+      signal,
+    );
   }
 
   async watchSecrets(onChange: (namespace: string, name: string) => void, signal: AbortSignal): Promise<void> {
@@ -294,9 +303,13 @@ export class FolderSource implements ResourceSource {
     set.add(listener);
     await new Promise<void>((resolve) => {
       if (signal.aborted) resolve();
-      signal.addEventListener("abort", () => {
-        resolve();
-      }, { once: true });
+      signal.addEventListener(
+        "abort",
+        () => {
+          resolve();
+        },
+        { once: true },
+      );
     });
     set.delete(listener);
   }

@@ -62,7 +62,10 @@ export const SEND_ACK_WAIT_MS = 60_000;
  * The durable pull consumer of one Sender's subject on RELAIS_SENDS. The operator creates it and
  * the deliver pool ensures it too (local tests run pools without an operator): one definition.
  */
-export function senderConsumerConfig(namespace: string, sender: string): Partial<ConsumerConfig> & { durable_name: string } {
+export function senderConsumerConfig(
+  namespace: string,
+  sender: string,
+): Partial<ConsumerConfig> & { durable_name: string } {
   return {
     durable_name: ConsumerNames.deliver(namespace, sender),
     filter_subject: Subjects.send(namespace, sender),

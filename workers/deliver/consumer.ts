@@ -14,13 +14,11 @@ export async function ensureSenderConsumer(
 ): Promise<Consumer> {
   const config = senderConsumerConfig(namespace, sender);
   const name = config.durable_name;
-  await jsm.consumers
-    .add(Streams.sends, config)
-    .catch(async (error: unknown) => {
-      // It exists already (possibly created by the operator with its own limits): use it as is.
-      await jsm.consumers.info(Streams.sends, name).catch(() => {
-        throw error;
-      });
+  await jsm.consumers.add(Streams.sends, config).catch(async (error: unknown) => {
+    // It exists already (possibly created by the operator with its own limits): use it as is.
+    await jsm.consumers.info(Streams.sends, name).catch(() => {
+      throw error;
     });
+  });
   return js.consumers.get(Streams.sends, name);
 }
