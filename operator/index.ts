@@ -17,7 +17,7 @@ export type { ScaleTarget, ScaleTargets } from "./autoscaler/targets.ts";
 export type { OperatorMetrics } from "./metrics.ts";
 export type { QueueOptions, WorkQueue, WorkResult } from "./queue.ts";
 export type { ReconcileDeps, ReconcileResult, SharedPoolsConfig, SharedPoolSize } from "./reconcilers/index.ts";
-export type { FolderSourceOptions, ManifestProblem } from "./sources/folder.ts";
+export type { FolderSourceOptions, LoadedManifests, ManifestProblem, SecretManifest } from "./sources/folder.ts";
 export type { ProcessPoolOptions } from "./pools/process.ts";
 export type {
   EventRecord,

@@ -25,6 +25,8 @@ export interface OperatorOptions {
   deliverEnv: Record<string, string>;
   /** The shared ingest and engage pools; none when they run elsewhere. */
   shared?: SharedPoolsConfig;
+  /** Only these namespaces' API keys are managed; all when absent. */
+  namespaces?: readonly string[];
   /** Local mode: where every Sender's email goes instead (a local SMTP sink). */
   senderOverride?: (spec: SenderSpec) => SenderSpec;
   autoscaleIntervalMs?: number;
@@ -118,6 +120,7 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
     stabilizationWindowMs: settings.stabilizationWindowMs,
     poolLag: (pool) => autoscaler.figures(pool)?.lag,
     ...(options.senderOverride !== undefined && { senderOverride: options.senderOverride }),
+    ...(options.namespaces !== undefined && { namespaces: options.namespaces }),
   };
   const queue =
     options.queue ??

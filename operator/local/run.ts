@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { SenderSpec } from "#crds";
-import { connectNats, createLogger, secretEnvName } from "#runtime";
+import { connectNats, createLogger } from "#runtime";
 import type { Logger } from "#runtime";
 import { runOperator } from "../main.ts";
 import { ProcessPoolRunner } from "../pools/process.ts";
@@ -263,14 +263,7 @@ export async function runLocal(options: LocalOptions, signal: AbortSignal): Prom
     command: options.command,
     ...(options.wrapper !== undefined && { wrapper: options.wrapper }),
     baseEnv: { PATH: options.env.PATH ?? "" },
-    secretEnv: async (namespace, names) => {
-      const env: Record<string, string> = {};
-      for (const name of names) {
-        const data = (await source.readSecret(namespace, name)) ?? {};
-        for (const [key, value] of Object.entries(data)) env[secretEnvName(name, key)] = value;
-      }
-      return env;
-    },
+    secretEnv: (namespace, names) => source.secretEnv(namespace, names),
     logDir,
     log,
   });

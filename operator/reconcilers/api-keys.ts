@@ -27,14 +27,17 @@ function entryOf(secret: SecretObject, deps: ReconcileDeps): ApiKeyEntry | undef
 }
 
 export async function reconcileApiKeys(deps: ReconcileDeps): Promise<ReconcileResult> {
-  const secrets = await deps.source.listSecrets(API_KEY_LABEL, "true");
+  const managed = (namespace: string): boolean => deps.namespaces?.includes(namespace) ?? true;
+  const secrets = (await deps.source.listSecrets(API_KEY_LABEL, "true")).filter((secret) => managed(secret.namespace));
   const wanted = new Map<string, ApiKeyEntry>();
   for (const secret of secrets) {
     const entry = entryOf(secret, deps);
     if (entry !== undefined) wanted.set(ApiKeyKeys.of(entry.namespace, entry.keyId), entry);
   }
   const present: string[] = [];
-  for await (const key of await deps.kv.keys(ApiKeyKeys.all)) present.push(key);
+  for await (const key of await deps.kv.keys(ApiKeyKeys.all)) {
+    if (managed(key.slice(0, key.indexOf(".")))) present.push(key);
+  }
   for (const key of present) {
     if (!wanted.has(key)) await deps.kv.delete(key);
   }

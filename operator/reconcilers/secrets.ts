@@ -1,6 +1,6 @@
 // The Secrets a Sender references and the keys each must hold. The check reports the first
 // problem by Secret, key and field, never a value.
-import { createPrivateKey } from "node:crypto";
+import { createHash, createPrivateKey } from "node:crypto";
 import type { SenderSpec } from "#crds";
 import type { ResourceSource } from "../types.ts";
 
@@ -53,7 +53,13 @@ export function secretNeeds(spec: SenderSpec): SecretNeed[] {
 }
 
 export type SecretCheck =
-  { kind: "ok"; secrets: string[] } | { kind: "missing" | "invalid"; secret: string; message: string };
+  | {
+      kind: "ok";
+      secrets: string[];
+      /** SHA-256 over the keys the Sender uses: a rotated value rolls the pool, no value is kept. */
+      digest: string;
+    }
+  | { kind: "missing" | "invalid"; secret: string; message: string };
 
 /** Reads each referenced Secret once; the first problem wins. */
 export async function checkSecrets(source: ResourceSource, namespace: string, spec: SenderSpec): Promise<SecretCheck> {
@@ -81,5 +87,7 @@ export async function checkSecrets(source: ResourceSource, namespace: string, sp
       };
     }
   }
-  return { kind: "ok", secrets: names };
+  const hash = createHash("sha256");
+  for (const need of needs) hash.update(`${need.secret}\0${need.key}\0${data.get(need.secret)?.[need.key] ?? ""}\0`);
+  return { kind: "ok", secrets: names, digest: hash.digest("hex") };
 }

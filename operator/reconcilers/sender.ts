@@ -20,11 +20,16 @@ export function deliverPool(namespace: string, sender: string): PoolRef {
   return { namespace, name: `deliver-${sender}` };
 }
 
-export function configHash(spec: SenderSpec, secrets: readonly string[]): string {
-  return createHash("sha256").update(JSON.stringify({ spec, secrets })).digest("hex").slice(0, 16);
+export function configHash(spec: SenderSpec, secretsDigest: string): string {
+  return createHash("sha256").update(JSON.stringify({ spec, secretsDigest })).digest("hex").slice(0, 16);
 }
 
-function poolSpec(sender: Sender, spec: SenderSpec, secrets: string[], deps: ReconcileDeps): PoolSpec {
+function poolSpec(
+  sender: Sender,
+  spec: SenderSpec,
+  secrets: { secrets: string[]; digest: string },
+  deps: ReconcileDeps,
+): PoolSpec {
   const namespace = sender.metadata.namespace ?? "default";
   const fixed = spec.pool.replicas;
   const meta = metaOf(sender);
@@ -32,11 +37,11 @@ function poolSpec(sender: Sender, spec: SenderSpec, secrets: string[], deps: Rec
     ...deliverPool(namespace, sender.metadata.name),
     kind: "deliver",
     env: { ...deps.deliverEnv, RELAIS_NAMESPACE: namespace, RELAIS_SENDER: sender.metadata.name },
-    secretRefs: secrets,
+    secretRefs: secrets.secrets,
     owner: { kind: "Sender", namespace, name: sender.metadata.name, ...(meta.uid !== undefined && { uid: meta.uid }) },
     minReplicas: fixed ?? spec.pool.minReplicas,
     maxReplicas: fixed ?? spec.pool.maxReplicas,
-    configHash: configHash(spec, secrets),
+    configHash: configHash(spec, secrets.digest),
   };
 }
 
@@ -90,7 +95,7 @@ export async function reconcileSender(key: ObjectKey, deps: ReconcileDeps): Prom
 
   await ensureConsumer(deps, key.namespace, key.name);
   await putConfig(deps.kv, ConfigKeys.of(key.namespace, "Sender", key.name), { generation, spec });
-  const pool = poolSpec(sender, spec, secrets.secrets, deps);
+  const pool = poolSpec(sender, spec, secrets, deps);
   await deps.pools.apply(pool);
   deps.scaling.set({
     pool,

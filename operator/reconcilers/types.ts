@@ -22,6 +22,8 @@ export interface ReconcileDeps {
   stabilizationWindowMs: number;
   /** The autoscaler's last lag reading of a pool, for status figures. */
   poolLag: (pool: PoolRef) => number | undefined;
+  /** The namespaces this operator manages; all when absent (API keys of others are left alone). */
+  namespaces?: readonly string[];
   /** Local mode: the transport every Sender is pointed at (an SMTP sink), applied before publishing. */
   senderOverride?: (spec: SenderSpec) => SenderSpec;
 }

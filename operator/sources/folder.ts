@@ -359,6 +359,16 @@ export class FolderSource implements ResourceSource {
     return { ...fromEnv, ...manifest?.data };
   }
 
+  /** The Secrets' keys as RELAIS_SECRET_* variables, for pool processes (ProcessPoolOptions.secretEnv). */
+  async secretEnv(namespace: string, names: readonly string[]): Promise<Record<string, string>> {
+    const env: Record<string, string> = {};
+    for (const name of names) {
+      const data = (await this.readSecret(namespace, name)) ?? {};
+      for (const [key, value] of Object.entries(data)) env[secretEnvName(name, key)] = value;
+    }
+    return env;
+  }
+
   async listSecrets(label: string, value: string): Promise<SecretObject[]> {
     return this.#secrets
       .filter((secret) => secret.labels[label] === value)
