@@ -5,10 +5,10 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { generateDkimKey, useStack, waitUntil } from "#harness";
+import { generateDkimKey, spawnRelais, useStack, waitUntil } from "#harness";
 import { API_KEY_LABEL, deliverPool, FINALIZER } from "#operator";
 import { ApiKeyKeys, ConfigKeys, ConsumerNames, senderConfigSchema, Streams } from "#runtime";
-import { operatorFixture } from "../../fixtures/operator.ts";
+import { operatorFixture, TOKEN_SECRET } from "../../fixtures/operator.ts";
 
 const stack = useStack(["nats", "redis"]);
 
@@ -205,9 +205,28 @@ spec:
 });
 
 describe("API key reconciler", () => {
-  it("publishes the hash of a labelled Secret's key and removes it with the Secret", async (t) => {
+  const value = "Zm9vYmFyYmF6cXV4cXV1eA";
+  it("publishes the hash of a labelled Secret's key; ingest accepts it, and refuses it seconds after the Secret goes", async (t) => {
     const op = await operatorFixture(t, stack);
-    const value = "Zm9vYmFyYmF6cXV4cXV1eA";
+    const ingest = await spawnRelais(t, {
+      command: "ingest",
+      name: "ingest",
+      env: {
+        RELAIS_NATS_URL: stack.natsUrl,
+        RELAIS_REDIS_URL: stack.redisUrl,
+        RELAIS_TOKEN_SECRET: TOKEN_SECRET,
+        RELAIS_LOG_LEVEL: "warn",
+      },
+    });
+    const putProfile = async (): Promise<number> => {
+      const response = await fetch(`${ingest.baseUrl}/v1/profiles/ann`, {
+        method: "PUT",
+        headers: { authorization: `Bearer shop.${value}`, "content-type": "application/json" },
+        body: JSON.stringify({ email: "ann@example.com" }),
+      });
+      await response.body?.cancel();
+      return response.status;
+    };
     const labels = `  labels:\n    ${API_KEY_LABEL}: "true"\n`;
     await op.write("key.yaml", secret("shop-key", { key: `shop.${value}` }, labels));
     const kvKey = ApiKeyKeys.of(op.namespace, "shop");
@@ -218,9 +237,14 @@ describe("API key reconciler", () => {
       namespace: op.namespace,
       secretSha256: createHash("sha256").update(value).digest("hex"),
     });
+    const accepted = await waitUntil(async () => [200, 201].includes(await putProfile()), { timeoutMs: 15_000 });
+    assert.equal(accepted, "", "ingest accepts the key once the KV has it");
 
     await op.remove("key.yaml");
-    const revoked = await waitUntil(async () => (await op.kv.get(kvKey))?.operation !== "PUT", { timeoutMs: 10_000 });
-    assert.equal(revoked, "");
+    const removedAt = Date.now();
+    const revoked = await waitUntil(async () => (await putProfile()) === 401, { timeoutMs: 5000 });
+    assert.equal(revoked, "", "the revoked key is refused within 5 s");
+    t.diagnostic(`key refused ${Date.now() - removedAt} ms after its Secret was removed`);
+    assert.notEqual((await op.kv.get(kvKey))?.operation, "PUT");
   });
 });
