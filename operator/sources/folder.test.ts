@@ -45,7 +45,7 @@ describe("folder source", () => {
         reported = problems;
       },
     });
-    const [mail] = await source.list("Sender");
+    const mail = (await source.list("Sender"))[0];
     assert.equal(mail?.metadata.namespace, "default");
     assert.ok(mail?.kind === "Sender");
     assert.equal(mail.spec.email?.transport.smtp?.port, 587, "defaults applied");
