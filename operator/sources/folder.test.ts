@@ -46,8 +46,8 @@ describe("folder source", () => {
       },
     });
     const mail = (await source.list("Sender"))[0];
-    assert.equal(mail?.metadata.namespace, "default");
     assert.ok(mail?.kind === "Sender");
+    assert.equal(mail.metadata.namespace, "default");
     assert.equal(mail.spec.email?.transport.smtp?.port, 587, "defaults applied");
     assert.equal(reported.length, 1);
     assert.deepEqual(
