@@ -59,11 +59,14 @@ export class Autoscaler {
   async round(): Promise<void> {
     const targets = this.#options.targets.all();
     const seen = new Set(targets.map((target) => `${target.pool.namespace}/${target.pool.name}`));
-    for (const id of this.#history.keys()) {
-      if (!seen.has(id)) {
-        this.#history.delete(id);
-        this.#figures.delete(id);
-      }
+    for (const [id, figures] of this.#figures) {
+      if (seen.has(id)) continue;
+      // A deleted pool's series go too, rather than showing its last size forever.
+      const labels = { namespace: figures.pool.namespace, pool: figures.pool.name };
+      this.#options.metrics.poolLag.remove(labels);
+      this.#options.metrics.poolReplicas.remove(labels);
+      this.#history.delete(id);
+      this.#figures.delete(id);
     }
     await Promise.all(
       targets.map(async (target) => {

@@ -199,11 +199,24 @@ async function printEndpoints(running: Running, operatorUrl: string): Promise<vo
   terminal.say("");
 }
 
-function printProgress(running: Running, progress: Progress): () => void {
+/** Automations' waiting instances, read from the engage pool's /metrics (what has not fired yet). */
+async function waitingLines(running: Running): Promise<string[]> {
+  const url = running.pools.replicas({ namespace: SHARED_NAMESPACE, name: "engage" })[0]?.url;
+  if (url === undefined) return [];
+  const text = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(1000) })
+    .then((response) => response.text())
+    .catch(() => "");
+  const pattern = /^relais_engage_automation_waiting_instances\{namespace="([^"]+)",automation="([^"]+)"\} (\d+)$/gm;
+  return [...text.matchAll(pattern)]
+    .filter((match) => match[3] !== "0")
+    .map((match) => `Automation ${match[1] ?? ""}/${match[2] ?? ""}: ${match[3] ?? ""} waiting for their time`);
+}
+
+function printProgress(running: Running, progress: Progress): () => Promise<void> {
   let last = "";
-  return () => {
+  return async () => {
     const received = running.services.smtp.received() + running.services.push.received();
-    const lines = progress.lines();
+    const lines = [...progress.lines(), ...(await waitingLines(running))];
     const text = [
       `relais: ${received} messages received by the local SMTP sink and push endpoint`,
       ...lines.map((line) => `  ${line}`),
@@ -295,7 +308,7 @@ export async function runLocal(options: LocalOptions, signal: AbortSignal): Prom
   };
   const operatorUrl = `http://127.0.0.1:${operatorPort}`;
   const tick = printProgress(running, progress);
-  const timer = setInterval(tick, config.progressIntervalMs);
+  const timer = setInterval(() => void tick(), config.progressIntervalMs);
   try {
     await Promise.all([
       source.run(signal),
@@ -324,7 +337,7 @@ export async function runLocal(options: LocalOptions, signal: AbortSignal): Prom
     ]);
   } finally {
     clearInterval(timer);
-    tick();
+    await tick();
     terminal.say("relais: stopping the pools...");
     await pools.stopAll();
     progress.stop();
