@@ -40,12 +40,13 @@ export function demoProfiles(count: number): DemoProfile[] {
   });
 }
 
-/** Events relative to `now` (ms): appointments due for a reminder 10–40 s from now, carts, purchases. */
+/** Events relative to `now` (ms): appointments due for a reminder 3–12 s from now, carts, purchases. */
 export function demoEvents(profiles: readonly DemoProfile[], now: number): DemoEvent[] {
   const events: DemoEvent[] = [];
   profiles.forEach((profile, index) => {
     if (index % 5 === 0) {
-      const appointmentAt = new Date(now + 24 * HOUR_MS + 10_000 + (index % 30) * 1000).toISOString();
+      // Due 3 to 12 s after loading: a newcomer sees reminders arrive one by one.
+      const appointmentAt = new Date(now + 24 * HOUR_MS + 3000 + (index / 5) * 1000).toISOString();
       const attributes = { appointmentId: `apt-${profile.id}`, appointmentAt, location: "12 rue de la Paix, Paris" };
       events.push({ profileId: profile.id, name: "appointment_booked", id: `apt-${profile.id}`, attributes });
       if (index % 15 === 0) {

@@ -218,7 +218,7 @@ function printProgress(running: Running, progress: Progress): () => Promise<void
     const received = running.services.smtp.received() + running.services.push.received();
     const lines = [...progress.lines(), ...(await waitingLines(running))];
     const text = [
-      `relais: ${received} messages received by the local SMTP sink and push endpoint`,
+      `relais: ${received} message${received === 1 ? "" : "s"} received by the local SMTP sink and push endpoint`,
       ...lines.map((line) => `  ${line}`),
     ].join("\n");
     if (text === last) return;

@@ -57,9 +57,9 @@ async function ensureConsumer(deps: ReconcileDeps, namespace: string, sender: st
 async function removeSender(deps: ReconcileDeps, key: ObjectKey): Promise<ReconcileResult> {
   const pool = deliverPool(key.namespace, key.name);
   deps.scaling.remove(pool);
+  await deps.kv.delete(ConfigKeys.of(key.namespace, "Sender", key.name));
   await deps.pools.delete(pool);
   // The consumer stays: work queued for a Sender that comes back is not lost.
-  await deps.kv.delete(ConfigKeys.of(key.namespace, "Sender", key.name));
   return done;
 }
 
@@ -126,12 +126,21 @@ async function readyStatus(
   const scaling = ready < replicas;
   return {
     conditions: conditions([
-      {
-        type: ConditionTypes.Ready,
-        status: "True",
-        reason: ConditionReasons.Reconciled,
-        message: `Pool ${pool.name} runs ${ready} of ${replicas} replicas`,
-      },
+      // Scaled to zero is ready (the first queued message brings a replica back); replicas that
+      // should run but none serves is not.
+      replicas > 0 && ready === 0
+        ? {
+            type: ConditionTypes.Ready,
+            status: "False",
+            reason: ConditionReasons.PoolUnavailable,
+            message: `Pool ${pool.name} has no ready replica (0 of ${replicas})`,
+          }
+        : {
+            type: ConditionTypes.Ready,
+            status: "True",
+            reason: ConditionReasons.Reconciled,
+            message: `Pool ${pool.name} runs ${ready} of ${replicas} replicas`,
+          },
       {
         type: ConditionTypes.Progressing,
         status: scaling ? "True" : "False",

@@ -11,7 +11,7 @@ import { defer, spawnRelais, waitUntil, within } from "#harness";
 const examples = new URL("../../examples", import.meta.url).pathname;
 
 function received(output: string): number {
-  const counts = [...output.matchAll(/relais: (\d+) messages received/g)].map((match) => Number(match[1]));
+  const counts = [...output.matchAll(/relais: (\d+) messages? received/g)].map((match) => Number(match[1]));
   return Math.max(0, ...counts);
 }
 

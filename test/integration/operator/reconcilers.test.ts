@@ -120,9 +120,13 @@ describe("Sender reconciler", () => {
     assert.equal(entry.spec.email?.from.address, "news@example.com");
 
     await op.remove("sender.yaml");
-    const gone = await waitUntil(async () => (await op.pools.state(pool)) === undefined, { timeoutMs: 15_000 });
-    assert.equal(gone, "");
-    assert.equal((await op.kv.get(ConfigKeys.of(op.namespace, "Sender", "mail")))?.operation, "DEL");
+    const gone = await waitUntil(
+      async () =>
+        (await op.pools.state(pool)) === undefined &&
+        (await op.kv.get(ConfigKeys.of(op.namespace, "Sender", "mail")))?.operation === "DEL",
+      { timeoutMs: 15_000 },
+    );
+    assert.equal(gone, "", "pool and config removed");
   });
 });
 
