@@ -5,12 +5,14 @@ import { runDeliver } from "#deliver";
 import { runEngage } from "#engage";
 import { runIngest } from "#ingest";
 import { abortOnSignals, isRelaisError } from "#runtime";
+import { runLocalCommand } from "./local.ts";
 import { runStack } from "./stack.ts";
 
 const usage = `Usage: relais <command> [options]
 
 Commands:
-  local [dir]     run Relais on this machine: NATS and Redis on loopback (manifests from dir)
+  local [dir]     run Relais on this machine from a folder of manifests (default: examples/):
+                  NATS, Redis, an SMTP sink, a Web Push endpoint, the operator and its pools
   stack           start every real server the tests use (NATS, Redis, etcd, kube-apiserver,
                   kube-controller-manager) and print how to reach them, until Ctrl-C
   operator        reconcile Sender, Campaign and Automation resources (not available yet)
@@ -50,8 +52,7 @@ async function main(argv: string[]): Promise<number> {
     case "stack":
       return runStack({ signal, only: values.only, out: process.stdout });
     case "local":
-      // Until the operator's local mode lands, `local` brings up the servers it will run on.
-      return runStack({ signal, only: values.only ?? "nats,redis", out: process.stdout, manifests: rest[0] });
+      return runLocalCommand({ signal, dir: rest[0], env: process.env, out: process.stdout });
     case "ingest":
       await runIngest(process.env, signal);
       return 0;

@@ -1,4 +1,4 @@
-// `relais stack` (and, for now, `relais local`): bring up the real servers and say how to reach them.
+// `relais stack`: bring up the real servers and say how to reach them.
 import { Components, startStack } from "#harness";
 import type { Component } from "#harness";
 import { RelaisError, untilAborted } from "#runtime";
@@ -8,7 +8,6 @@ export interface StackCommandOptions {
   /** Comma-separated components; all when absent. */
   only: string | undefined;
   out: NodeJS.WritableStream;
-  manifests?: string | undefined;
 }
 
 export function parseComponents(only: string | undefined): Component[] {
@@ -39,8 +38,6 @@ export async function runStack(options: StackCommandOptions): Promise<number> {
       say(`  kube-apiserver   ${stack.kube.server}   (etcd ${stack.kube.etcd.url}, with kube-controller-manager)`);
       say(`  kubectl:         export KUBECONFIG=${stack.kube.kubeconfig}`);
     }
-    if (options.manifests !== undefined)
-      say(`  manifests:       ${options.manifests} (applied once the operator's local mode is available)`);
     say(`  data and logs:   ${stack.dir}`);
     say("");
     say("Press Ctrl-C to stop; everything started here stops with it.");

@@ -1,5 +1,6 @@
-// The front door of operator/: the seams (ResourceSource, PoolRunner), the controller machinery
-// (informer, work queue, leader election, metrics) and their Kubernetes implementations.
+// The front door of operator/: the seams (ResourceSource, PoolRunner), the reconcilers, the
+// autoscaler and local mode, the controller machinery (informer, work queue, leader election,
+// metrics) and their Kubernetes implementations.
 export { ResourceKinds, keyString } from "./types.ts";
 export { loadOperatorConfig, operatorConfigSchema } from "./config.ts";
 export { ManualClock, sleep, systemClock } from "./controller/clock.ts";
@@ -50,6 +51,7 @@ export type {
   PoolState,
   ResourceKind,
   ResourceSource,
+  SecretObject,
   StatusUpdate,
 } from "./types.ts";
 export type { OperatorConfig, PoolResources } from "./config.ts";
@@ -71,3 +73,30 @@ export type { KubernetesSourceOptions } from "./sources/kubernetes.ts";
 export type { DeploymentRunnerConfig, DeploymentRunnerOptions } from "./pools/deployment.ts";
 export type { ScaledObjectOptions } from "./pools/keda.ts";
 export type { PolicyRule } from "./rbac.ts";
+export { runOperator } from "./main.ts";
+export { Autoscaler } from "./autoscaler/autoscaler.ts";
+export { decide, recommend } from "./autoscaler/decide.ts";
+export { scaleTargets } from "./autoscaler/targets.ts";
+export { createOperatorMetrics } from "./metrics.ts";
+export { createWorkQueue } from "./queue.ts";
+export { API_KEY_LABEL, deliverPool, FINALIZER, reconcile, WorkKeys } from "./reconcilers/index.ts";
+export { FolderSource, loadManifests } from "./sources/folder.ts";
+export { ProcessPoolRunner } from "./pools/process.ts";
+
+export type { OperatorOptions } from "./main.ts";
+export type { PoolFigures } from "./autoscaler/autoscaler.ts";
+export type { Recommendation, ScaleDecision, ScaleInput, ScalePolicy } from "./autoscaler/decide.ts";
+export type { ScaleTarget, ScaleTargets } from "./autoscaler/targets.ts";
+export type { OperatorMetrics } from "./metrics.ts";
+export type { QueueOptions, WorkQueue as KeyQueue, WorkResult } from "./queue.ts";
+export type {
+  ReconcileDeps,
+  ReconcileResult as ReconcileOutcome,
+  SharedPoolsConfig,
+  SharedPoolSize,
+} from "./reconcilers/index.ts";
+export type { FolderSourceOptions, LoadedManifests, ManifestProblem, SecretManifest } from "./sources/folder.ts";
+export type { ProcessPoolOptions } from "./pools/process.ts";
+export { runLocal, LOCAL_NAMESPACE } from "./local/run.ts";
+export { demoEvents, demoProfiles, expectedReminders } from "./local/demo.ts";
+export type { LocalOptions, LocalServices } from "./local/run.ts";

@@ -4,7 +4,7 @@
 import type { Condition, RelaisResource } from "#crds";
 
 export type ResourceKind = RelaisResource["kind"];
-export const ResourceKinds: readonly ResourceKind[] = ["Sender", "Campaign", "Automation"];
+export const ResourceKinds: readonly ResourceKind[] = ["Sender", "Campaign", "Automation", "SendPolicy"];
 
 /** Names one resource; the work queue's key. */
 export interface ObjectKey {
@@ -48,8 +48,16 @@ export interface ResourceSource {
   recordEvent(key: ObjectKey, event: EventRecord): Promise<void>;
   /** A Secret's data, decoded; undefined when it does not exist. Values never reach logs or status. */
   readSecret(namespace: string, name: string): Promise<Record<string, string> | undefined>;
+  /** Every Secret labelled `label: value`, decoded (API-key Secrets: relais.dev/api-key=true). */
+  listSecrets(label: string, value: string): Promise<SecretObject[]>;
   /** Calls onChange with the namespace and name of every Secret that changes. */
   watchSecrets(onChange: (namespace: string, name: string) => void, signal: AbortSignal): Promise<void>;
+}
+
+export interface SecretObject {
+  namespace: string;
+  name: string;
+  data: Record<string, string>;
 }
 
 export type PoolKind = "ingest" | "engage" | "deliver";

@@ -12,7 +12,7 @@ import { Informer } from "../controller/informer.ts";
 import { microTime, apiVersionOf, resourcePath } from "../controller/kube.ts";
 import type { KubeClient, KubeObject, ResourceType } from "../controller/kube.ts";
 import { keyString } from "../types.ts";
-import type { EventRecord, ObjectKey, ResourceKind, ResourceSource, StatusUpdate } from "../types.ts";
+import type { EventRecord, ObjectKey, ResourceKind, ResourceSource, SecretObject, StatusUpdate } from "../types.ts";
 
 export const resourceTypes: Record<ResourceKind, ResourceType> = {
   Sender: { group: GROUP, version: VERSION, plural: "senders", kind: "Sender", namespaced: true },
@@ -257,9 +257,25 @@ export class KubernetesSource implements ResourceSource {
       resourcePath(secretType, { namespace, name }),
     );
     if (secret === undefined) return undefined;
-    return Object.fromEntries(
-      Object.entries(secret.data ?? {}).map(([key, value]) => [key, Buffer.from(value, "base64").toString("utf8")]),
+    return decodeSecretData(secret.data);
+  }
+
+  async listSecrets(label: string, value: string): Promise<SecretObject[]> {
+    const lists = await Promise.all(
+      this.#scopes().map((namespace) =>
+        this.#options.client.list<KubeObject & { data?: Record<string, string> }>(
+          resourcePath(secretType, namespace === undefined ? {} : { namespace }),
+          { labelSelector: `${label}=${value}` },
+        ),
+      ),
     );
+    return lists
+      .flatMap((list) => list.items)
+      .map((secret) => ({
+        namespace: secret.metadata?.namespace ?? "",
+        name: secret.metadata?.name ?? "",
+        data: decodeSecretData(secret.data),
+      }));
   }
 
   async watchSecrets(onChange: (namespace: string, name: string) => void, signal: AbortSignal): Promise<void> {
@@ -281,4 +297,11 @@ export class KubernetesSource implements ResourceSource {
     );
     await Promise.all(informers.map((informer) => informer.run(signal)));
   }
+}
+
+/** A Secret's `data`, base64-decoded. */
+function decodeSecretData(data: Record<string, string> | undefined): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(data ?? {}).map(([key, value]) => [key, Buffer.from(value, "base64").toString("utf8")]),
+  );
 }

@@ -62,3 +62,20 @@ export const configSchemas = {
 export async function openConfigBucket(nc: NatsConnection): Promise<KV> {
   return new Kvm(nc).create(CONFIG_BUCKET, { history: 1 });
 }
+
+/**
+ * API keys of the ingest pool, one KV entry per key: `<namespace>.ApiKey.<keyId>` → the SHA-256 of
+ * its secret. Not a ConfigKind (no CR behind it), so parseConfigKey ignores these entries.
+ */
+export const ApiKeyKeys = {
+  of: (namespace: string, keyId: string): string => `${namespace}.ApiKey.${keyId}`,
+  /** Every API key of every namespace, for a KV watch. */
+  all: "*.ApiKey.>",
+} as const;
+
+export const apiKeyEntrySchema = z.strictObject({
+  keyId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/),
+  secretSha256: z.string().regex(/^[0-9a-f]{64}$/, { error: "must be the hex SHA-256 of the key's secret" }),
+});
+export type ApiKeyEntry = z.infer<typeof apiKeyEntrySchema>;

@@ -1,5 +1,5 @@
 // The wire contracts between processes: subjects, streams, Redis keys, message schemas, tokens.
-export { ensureStreams, streamConfigs } from "./streams.ts";
+export { ensureStreams, SEND_ACK_WAIT_MS, senderConsumerConfig, streamConfigs } from "./streams.ts";
 export { ProfileFields, RedisKeys } from "./keys.ts";
 export { eraseMessageSchema, eventMessageSchema, feedbackMessageSchema, FeedbackOutcomes } from "./messages.ts";
 export { ConsumerNames, ERASE_EVENT, Streams, Subjects, splitSubject } from "./subjects.ts";
@@ -8,6 +8,8 @@ export { signToken, TokenKinds, verifyToken } from "./tokens.ts";
 export type { EraseMessage, EventMessage, FeedbackMessage, FeedbackOutcome } from "./messages.ts";
 export type { TokenKind, TokenPayload } from "./tokens.ts";
 export {
+  ApiKeyKeys,
+  apiKeyEntrySchema,
   CONFIG_BUCKET,
   ConfigKeys,
   ConfigKinds,
@@ -20,7 +22,14 @@ export {
   senderConfigSchema,
 } from "./config.ts";
 export { sendJobSchema, sendMessageId, sendSourceSchema } from "./messages.ts";
-export type { AutomationConfig, CampaignConfig, ConfigKind, SendPolicyConfig, SenderConfig } from "./config.ts";
+export type {
+  ApiKeyEntry,
+  AutomationConfig,
+  CampaignConfig,
+  ConfigKind,
+  SendPolicyConfig,
+  SenderConfig,
+} from "./config.ts";
 export type { SendJob } from "./messages.ts";
 export { PauseTargets, PolicyKeys, clearPause, pauseSchema, readPauses, readPolicyDecisions } from "./policy.ts";
 export type { Pause } from "./policy.ts";
@@ -36,3 +45,4 @@ export {
   readCampaignStatusSummary,
 } from "./campaigns.ts";
 export type { CampaignOutcomeCounter, CampaignRunReport, CampaignRunStatus, CampaignSkipReason } from "./campaigns.ts";
+export { secretEnvName } from "./secrets.ts";

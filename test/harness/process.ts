@@ -81,6 +81,9 @@ export class ManagedProcess {
       cwd: this.spec.cwd,
       env: { ...process.env, ...this.spec.env },
       stdio: ["ignore", "pipe", "pipe"],
+      // Its own process group: a terminal's Ctrl-C reaches only the Node process, which can then
+      // drain what uses the server before stopping it (`relais local`).
+      detached: true,
     });
     this.#child = child;
     live.add(child);

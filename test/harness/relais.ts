@@ -23,7 +23,9 @@ export interface RelaisProcess {
 }
 
 export interface RelaisProcessOptions {
-  command: "ingest" | "engage" | "deliver" | "operator";
+  command: "ingest" | "engage" | "deliver" | "operator" | "local";
+  /** Arguments after the command, e.g. the folder of `local`. */
+  args?: string[];
   /** A name for messages, e.g. "replica-0". */
   name: string;
   /** RELAIS_* variables; RELAIS_HOST and RELAIS_PORT are set to a free loopback port. */
@@ -32,7 +34,7 @@ export interface RelaisProcessOptions {
 
 export async function spawnRelais(t: TestContext, options: RelaisProcessOptions): Promise<RelaisProcess> {
   const port = await freePort();
-  const command = [process.execPath, cli, options.command];
+  const command = [process.execPath, cli, options.command, ...(options.args ?? [])];
   const [file = process.execPath, ...args] = hasTool("setpriv")
     ? [toolPath("setpriv"), "--pdeathsig", "SIGKILL", "--", ...command]
     : command;

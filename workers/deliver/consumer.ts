@@ -1,11 +1,10 @@
 // The durable pull consumer of one Sender's subject on RELAIS_SENDS. The operator creates it in a
 // cluster; the pool ensures it too, so local mode and tests need no operator.
-import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import type { Consumer, JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { ConsumerNames, Streams, Subjects } from "#runtime";
+import { SEND_ACK_WAIT_MS, senderConsumerConfig, Streams } from "#runtime";
 
 /** How long a fetched job may stay unacked before JetStream redelivers it. */
-export const ACK_WAIT_MS = 60_000;
+export const ACK_WAIT_MS = SEND_ACK_WAIT_MS;
 
 export async function ensureSenderConsumer(
   js: JetStreamClient,
@@ -13,23 +12,13 @@ export async function ensureSenderConsumer(
   namespace: string,
   sender: string,
 ): Promise<Consumer> {
-  const name = ConsumerNames.deliver(namespace, sender);
-  await jsm.consumers
-    .add(Streams.sends, {
-      durable_name: name,
-      // The Sender's own subject (automations) and everything below it (campaign runs, which
-      // have their own subjects so they can be purged).
-      filter_subjects: [Subjects.send(namespace, sender), `${Subjects.send(namespace, sender)}.>`],
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: ACK_WAIT_MS * 1_000_000,
-      max_ack_pending: 20_000,
-    })
-    .catch(async (error: unknown) => {
-      // It exists already (possibly created by the operator with its own limits): use it as is.
-      await jsm.consumers.info(Streams.sends, name).catch(() => {
-        throw error;
-      });
+  const config = senderConsumerConfig(namespace, sender);
+  const name = config.durable_name;
+  await jsm.consumers.add(Streams.sends, config).catch(async (error: unknown) => {
+    // It exists already (possibly created by the operator with its own limits): use it as is.
+    await jsm.consumers.info(Streams.sends, name).catch(() => {
+      throw error;
     });
+  });
   return js.consumers.get(Streams.sends, name);
 }

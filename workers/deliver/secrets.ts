@@ -3,15 +3,14 @@
 // (RELAIS_SECRET_<SECRET>_<KEY>, upper-cased, other characters as "_"). Values never reach logs.
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { secretEnvName } from "#runtime";
 
 export interface SecretSource {
   /** The value, or undefined when the Secret or key does not exist. */
   get(secret: string, key: string): Promise<string | undefined>;
 }
 
-export function secretEnvName(secret: string, key: string): string {
-  return `RELAIS_SECRET_${secret}_${key}`.toUpperCase().replace(/[^A-Z0-9]/g, "_");
-}
+export { secretEnvName };
 
 export function envSecrets(env: Readonly<Record<string, string | undefined>>): SecretSource {
   return { get: async (secret, key) => env[secretEnvName(secret, key)] };

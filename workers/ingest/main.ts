@@ -1,11 +1,12 @@
 // `relais ingest`: the Profiles & Data API process.
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connectNats, connectRedis, createLogger, ensureStreams } from "#runtime";
+import { connectNats, connectRedis, createLogger, ensureStreams, openConfigBucket } from "#runtime";
 import { buildApp } from "./app.ts";
 import { redisCampaignReports } from "./routes/campaigns.ts";
 import { ApiKeys } from "./auth.ts";
 import { loadIngestConfig } from "./config.ts";
 import { feedbackConsumer } from "./feedback.ts";
+import { apiKeyWatch } from "./keys-watch.ts";
 import { createIngestMetrics } from "./metrics.ts";
 import { ProfileStore } from "./profiles/store.ts";
 import { jetStreamPublisher } from "./publisher.ts";
@@ -22,6 +23,8 @@ export async function runIngest(env: Record<string, string | undefined>, signal:
   const jsm = await jetstreamManager(nc);
   await ensureStreams(jsm);
   const js = jetstream(nc);
+  const kv = await openConfigBucket(nc);
+  const keys = new ApiKeys(config.apiKeys);
   const metrics = createIngestMetrics();
   const store = new ProfileStore(redis);
   const publisher = jetStreamPublisher(js);
@@ -36,7 +39,7 @@ export async function runIngest(env: Record<string, string | undefined>, signal:
   const app = await buildApp({
     service,
     publisher,
-    keys: new ApiKeys(config.apiKeys),
+    keys,
     limiter: new RateLimiter({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst }),
     metrics,
     tokenSecret: config.tokenSecret,
@@ -46,6 +49,7 @@ export async function runIngest(env: Record<string, string | undefined>, signal:
   });
   const workers = new AbortController();
   const background = Promise.all([
+    apiKeyWatch({ kv, keys, fixed: config.apiKeys, log }).run(workers.signal),
     feedbackConsumer({ js, jsm, store, metrics, log }).run(workers.signal),
     inactivePurge(
       { store, service, metrics, log },
