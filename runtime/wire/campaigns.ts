@@ -34,6 +34,13 @@ export const CampaignOutcomeCounters = [
 ] as const;
 export type CampaignOutcomeCounter = (typeof CampaignOutcomeCounters)[number];
 
+/**
+ * Sends a SendPolicy or the campaign's holdout kept from a recipient at delivery (reported by the
+ * deliver pool as skipped with this reason): part of `undelivered`, broken down in `policy`.
+ */
+export const CampaignPolicyReasons = ["holdout", "capped", "quiet_hours_dropped"] as const;
+export type CampaignPolicyReason = (typeof CampaignPolicyReasons)[number];
+
 export const CampaignRunStatuses = {
   running: "running",
   suspended: "suspended",
@@ -80,6 +87,8 @@ export interface CampaignRunReport {
   skipped: Partial<Record<CampaignSkipReason, number>>;
   skippedTotal: number;
   outcomes: Record<CampaignOutcomeCounter, number>;
+  /** Of `undelivered`: what send policies and the holdout group kept, by reason. */
+  policy: Partial<Record<CampaignPolicyReason, number>>;
   /** enqueued - (sent + failed + bounced + expired + undelivered + dropped): not finished yet. */
   inFlight: number;
 }
@@ -101,6 +110,11 @@ export function campaignRunReport(id: string, hash: Record<string, string>): Cam
     CampaignOutcomeCounter,
     number
   >;
+  const policy: Partial<Record<CampaignPolicyReason, number>> = {};
+  for (const reason of CampaignPolicyReasons) {
+    const count = int(hash[`policy:${reason}`]);
+    if (count > 0) policy[reason] = count;
+  }
   const enqueued = int(hash.enqueued);
   const finished =
     outcomes.sent + outcomes.failed + outcomes.bounced + outcomes.expired + outcomes.undelivered + outcomes.dropped;
@@ -116,6 +130,7 @@ export function campaignRunReport(id: string, hash: Record<string, string>): Cam
     skipped,
     skippedTotal,
     outcomes,
+    policy,
     inFlight: Math.max(0, enqueued - finished),
   };
 }

@@ -35,6 +35,7 @@ export { PauseTargets, PolicyKeys, clearPause, pauseSchema, readPauses, readPoli
 export type { Pause } from "./policy.ts";
 export {
   CampaignOutcomeCounters,
+  CampaignPolicyReasons,
   CampaignRunStatuses,
   CampaignSkipReasons,
   campaignJobId,
@@ -44,5 +45,11 @@ export {
   readCampaignRuns,
   readCampaignStatusSummary,
 } from "./campaigns.ts";
-export type { CampaignOutcomeCounter, CampaignRunReport, CampaignRunStatus, CampaignSkipReason } from "./campaigns.ts";
+export type {
+  CampaignOutcomeCounter,
+  CampaignPolicyReason,
+  CampaignRunReport,
+  CampaignRunStatus,
+  CampaignSkipReason,
+} from "./campaigns.ts";
 export { secretEnvName } from "./secrets.ts";

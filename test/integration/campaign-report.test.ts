@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { it } from "node:test";
+import type { TestContext } from "node:test";
 import { promisify } from "node:util";
 import { campaignFeedbackConsumer } from "#engage";
 import { defer, hasTool, startSmtpSink, toolPath, useStack, waitUntil } from "#harness";
@@ -14,7 +15,8 @@ import { ingestFixture } from "../fixtures/ingest.ts";
 
 const stack = useStack(["nats", "redis"]);
 
-it("a run's counters add up: targeted = enqueued + skipped, enqueued = sent + failed + in flight", async (t) => {
+/** A deliver pool on an SMTP sink, the campaign runner, and the feedback consumer that fills reports. */
+async function reportSetup(t: TestContext) {
   const sink = await startSmtpSink({ tls: "none" });
   defer(t, () => sink.stop());
   const pool = await deliverFixture(t, stack, {
@@ -40,7 +42,11 @@ it("a run's counters add up: targeted = enqueued + skipped, enqueued = sent + fa
     stopFeedback.abort();
     await feedback;
   });
+  return { sink, pool, f };
+}
 
+it("a run's counters add up: targeted = enqueued + skipped, enqueued = sent + failed + in flight", async (t) => {
+  const { sink, pool, f } = await reportSetup(t);
   for (const n of [1, 2, 3, 4, 5, 6, 7])
     await f.profile(`c${n}`, { email: `c${n}@shop.example`, attributes: { vip: n <= 6 } });
   await f.profile("optout", {
@@ -153,4 +159,30 @@ it("a run's counters add up: targeted = enqueued + skipped, enqueued = sent + fa
     check.child.stdin?.end(text);
     await check;
   }
+});
+
+it("counts the holdout group in the run's report: kept from delivery, never sent", async (t) => {
+  const { sink, pool, f } = await reportSetup(t);
+  for (let n = 0; n < 20; n++) await f.profile(`h${n}`, { email: `h${n}@shop.example` });
+  await f.publish("weekly", {
+    senderRef: { name: pool.sender },
+    message: { email: { subject: "This week", html: "<p>News</p>" } },
+    audience: { holdoutPercent: 50 },
+  });
+  await f.tickAndSettle();
+  let report = (await f.runs("weekly"))[0];
+  const settled = await waitUntil(
+    async () => {
+      report = (await f.runs("weekly"))[0];
+      return report !== undefined && report.enqueued === 20 && report.inFlight === 0;
+    },
+    { timeoutMs: 15_000, intervalMs: 50 },
+  );
+  assert.equal(settled, "", `the run settles: ${JSON.stringify(report)}`);
+  assert.ok(report);
+  const held = report.policy.holdout ?? 0;
+  assert.ok(held > 0 && held < 20, `held out ${held} of 20`);
+  assert.equal(report.outcomes.undelivered, held);
+  assert.equal(report.outcomes.sent, 20 - held);
+  assert.equal(sink.received.length, 20 - held);
 });

@@ -5,7 +5,14 @@
 // the count and the ack. Opens and clicks count events, not distinct recipients.
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { ConsumerNames, feedbackMessageSchema, parseCampaignJobId, Streams, Subjects } from "#runtime";
+import {
+  CampaignPolicyReasons,
+  ConsumerNames,
+  feedbackMessageSchema,
+  parseCampaignJobId,
+  Streams,
+  Subjects,
+} from "#runtime";
 import type { CampaignOutcomeCounter, FeedbackOutcome, Logger, Runnable } from "#runtime";
 import type { CampaignStore } from "./store.ts";
 
@@ -21,6 +28,11 @@ const COUNTER: Record<FeedbackOutcome, CampaignOutcomeCounter> = {
   clicked: "clicked",
   unsubscribed: "unsubscribed",
 };
+
+function policySkipField(outcome: FeedbackOutcome, reason: string | undefined): string | undefined {
+  if (outcome !== "skipped" || reason === undefined) return undefined;
+  return (CampaignPolicyReasons as readonly string[]).includes(reason) ? `policy:${reason}` : undefined;
+}
 
 export function campaignFeedbackConsumer(deps: {
   js: JetStreamClient;
@@ -61,7 +73,11 @@ export function campaignFeedbackConsumer(deps: {
           continue;
         }
         try {
-          await deps.store.attribute({ namespace: parsed.data.namespace, ...run }, COUNTER[parsed.data.outcome]);
+          const target = { namespace: parsed.data.namespace, ...run };
+          await deps.store.attribute(target, COUNTER[parsed.data.outcome]);
+          // A send policy's skip (holdout, capped, quiet hours with drop) is also counted by reason.
+          const policy = policySkipField(parsed.data.outcome, parsed.data.reason);
+          if (policy !== undefined) await deps.store.attribute(target, policy);
           message.ack();
         } catch (error) {
           deps.log.warn({ err: error }, "campaign outcome not counted; redelivering");

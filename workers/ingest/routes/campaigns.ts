@@ -4,7 +4,13 @@ import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Redis } from "ioredis";
 import { z } from "zod";
-import { CampaignOutcomeCounters, CampaignSkipReasons, readCampaignRun, readCampaignRuns } from "#runtime";
+import {
+  CampaignOutcomeCounters,
+  CampaignPolicyReasons,
+  CampaignSkipReasons,
+  readCampaignRun,
+  readCampaignRuns,
+} from "#runtime";
 import type { CampaignRunReport } from "#runtime";
 import { sendError, sendUnavailable } from "../http-errors.ts";
 import { errorResponseSchema } from "../schemas.ts";
@@ -46,6 +52,7 @@ const reportSchema = z.object({
   skipped: z.record(z.string(), count),
   skippedTotal: count,
   outcomes: z.record(z.string(), count),
+  policy: z.record(z.string(), count),
   inFlight: count,
 });
 
@@ -60,6 +67,7 @@ const CSV_COLUMNS = [
   "skipped",
   ...Object.values(CampaignSkipReasons).map((reason) => `skipped_${reason}`),
   ...CampaignOutcomeCounters,
+  ...CampaignPolicyReasons.map((reason) => `policy_${reason}`),
   "inFlight",
 ] as const;
 
@@ -77,6 +85,7 @@ export function reportsCsv(reports: readonly CampaignRunReport[]): string {
       report.skippedTotal,
       ...Object.values(CampaignSkipReasons).map((reason) => report.skipped[reason] ?? 0),
       ...CampaignOutcomeCounters.map((counter) => report.outcomes[counter]),
+      ...CampaignPolicyReasons.map((reason) => report.policy[reason] ?? 0),
       report.inFlight,
     ].join(",");
   return [CSV_COLUMNS.join(","), ...reports.map(row)].join("\n") + "\n";
