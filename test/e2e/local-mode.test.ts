@@ -15,8 +15,14 @@ function received(output: string): number {
   return Math.max(0, ...counts);
 }
 
+/** The most the progress lines say a resource sent, e.g. "Automation default/appointment-reminder". */
+function sentBy(output: string, resource: string): number {
+  const pattern = new RegExp(`${resource}: \\d+ planned, (\\d+) sent`, "g");
+  return Math.max(0, ...[...output.matchAll(pattern)].map((match) => Number(match[1])));
+}
+
 describe("relais local", () => {
-  it("runs the examples end to end: the SMTP sink receives appointment reminders within a minute", async (t) => {
+  it("runs the examples end to end: appointment reminders and a campaign are delivered within a minute", async (t) => {
     const dir = await mkdtemp(join(tmpdir(), "relais-local-"));
     defer(t, () => rm(dir, { recursive: true, force: true }));
     await cp(examples, dir, { recursive: true });
@@ -36,7 +42,10 @@ describe("relais local", () => {
     const delivered = await waitUntil(
       async () => {
         if (firstMs === 0 && received(output) >= 1) firstMs = Date.now() - started;
-        return received(output) >= due();
+        return (
+          sentBy(output, "Automation default/appointment-reminder") >= due() &&
+          sentBy(output, "Campaign default/terms-update") > 0
+        );
       },
       { timeoutMs: 60_000 - (Date.now() - started), intervalMs: 250 },
     );
@@ -46,7 +55,8 @@ describe("relais local", () => {
     assert.match(output, /Automation default\/appointment-reminder: ready/);
     assert.match(output, /relais: local mode sends every email Sender's mail to the SMTP sink/);
     assert.match(output, /operator\s+http:\/\/127\.0\.0\.1:\d+\/metrics/);
-    assert.match(output, /Automation default\/appointment-reminder: \d+ planned, \d+ sent/);
+    // The critical terms update goes to every profile, opted out or not, through the same pools.
+    assert.ok(sentBy(output, "Campaign default/terms-update") > 0, "the terms-update campaign delivers too");
 
     const status = parse(
       await readFile(join(dir, ".relais-status", "default.Sender.transactional-email.yaml"), "utf8"),
