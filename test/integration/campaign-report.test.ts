@@ -83,8 +83,11 @@ it("a run's counters add up: targeted = enqueued + skipped, enqueued = sent + fa
   assert.equal(report.inFlight, 0);
   // What the operator folds into the Campaign's status.
   const summary = await readCampaignStatusSummary(f.redis, { namespace: f.namespace, campaign: "vip" });
-  assert.equal(summary?.progress, "6/8");
-  assert.deepEqual([summary.lastRun.id, summary.lastRun.sent, summary.lastRun.failed], [report.id, 6, 0]);
+  assert.equal(summary.progress, "6/8");
+  assert.deepEqual(
+    [summary.lastRun?.id, summary.lastRun?.sent, summary.lastRun?.failed, summary.lastRun?.status],
+    [report.id, 6, 0, "completed"],
+  );
 
   // The ingest API reads the same report.
   const ingest = await ingestFixture(t, stack, { namespace: f.namespace });

@@ -56,6 +56,8 @@ export class CampaignRunner implements Runnable {
   readonly #campaigns = new Map<string, CompiledCampaign>();
   readonly #active = new Map<string, Active>();
   readonly #chores = new Set<Promise<void>>();
+  /** The next run time last written per campaign, so the state is written only when it changes. */
+  readonly #nextRuns = new Map<string, number | undefined>();
   #stopping = new AbortController();
 
   constructor(deps: CampaignRunnerDeps) {
@@ -181,25 +183,29 @@ export class CampaignRunner implements Runnable {
       await this.#resume(campaign);
       return;
     }
-    if (dueRun(campaign.spec, state.schedule, clock.now()).kind !== "run") return;
+    const due = dueRun(campaign.spec, state.schedule, clock.now());
+    if (due.kind !== "run") {
+      await this.#noteNextRun(campaign, due.nextAt);
+      return;
+    }
     if (!(await this.#lease(campaign))) return;
     // Read again under the lease: another replica may have started it meanwhile.
     const fresh = await store.state(namespace, name, clock.now());
-    const due = dueRun(campaign.spec, fresh.schedule, clock.now());
-    if (fresh.current !== undefined || due.kind !== "run") {
+    const still = dueRun(campaign.spec, fresh.schedule, clock.now());
+    if (fresh.current !== undefined || still.kind !== "run") {
       await store.release(namespace, name, this.#owner);
       return;
     }
-    const runId = runIdFor(due.slot, randomBytes(2).toString("hex"));
+    const runId = runIdFor(still.slot, randomBytes(2).toString("hex"));
     const sender = campaign.spec.senderRef.name;
     await store.startRun({
       namespace,
       campaign: name,
       runId,
       sender,
-      slot: due.slot,
+      slot: still.slot,
       nowMs: clock.now(),
-      remember: due.remember,
+      remember: still.remember,
       keep: this.#deps.options.runsKept,
     });
     this.#deps.log.info({ namespace, campaign: name, runId }, "campaign run started");
@@ -229,6 +235,14 @@ export class CampaignRunner implements Runnable {
       owner: this.#owner,
       cursor: meta.cursor,
     });
+  }
+
+  /** Records when the next run is due, for the Campaign's status (`nextRunAt`). */
+  async #noteNextRun(campaign: CompiledCampaign, nextAt: number | undefined): Promise<void> {
+    const key = keyOf(campaign.namespace, campaign.name);
+    if (this.#nextRuns.has(key) && this.#nextRuns.get(key) === nextAt) return;
+    await this.#deps.store.setNextRun(campaign.namespace, campaign.name, nextAt);
+    this.#nextRuns.set(key, nextAt);
   }
 
   async #lease(campaign: CompiledCampaign): Promise<boolean> {
