@@ -166,9 +166,10 @@ export async function readCampaignRun(
   return Object.keys(hash).length === 0 ? undefined : campaignRunReport(options.runId, hash);
 }
 
-/** A campaign's latest run as the Campaign status shows it (crds campaignStatusSchema). */
+/** A campaign's latest run and next run as the Campaign status shows them (crds campaignStatusSchema). */
 export interface CampaignStatusSummary {
-  lastRun: {
+  /** Absent until the first run starts. */
+  lastRun?: {
     id: string;
     startedAt?: string;
     finishedAt?: string;
@@ -177,24 +178,29 @@ export interface CampaignStatusSummary {
     sent: number;
     failed: number;
     skipped: Record<string, number>;
+    /** Still planning (running), stopped mid-way (suspended), completed or deleted. */
+    status: CampaignRunStatus;
   };
-  /** "sent/targeted" of that run. */
-  progress: string;
-  /** The run is still planning (running) or stopped mid-way (suspended). */
-  status: CampaignRunStatus;
+  /** "sent/targeted" of the latest run. */
+  progress?: string;
+  /** When the next run is due (RFC 3339), as engage last computed it; absent when none is. */
+  nextRunAt?: string;
 }
 
 /**
- * The latest run of a campaign, shaped for its status (the operator folds it in), or undefined
- * when it never ran. `failed` counts every definitive failure: failed, bounced and expired.
+ * What the operator folds into a Campaign's status: its latest run (`failed` counts every
+ * definitive failure: failed, bounced and expired) and its next run time.
  */
 export async function readCampaignStatusSummary(
   redis: Redis,
   options: { namespace: string; campaign: string },
-): Promise<CampaignStatusSummary | undefined> {
-  const [run] = await readCampaignRuns(redis, { ...options, limit: 1 });
-  if (run === undefined) return undefined;
-  const failed = run.outcomes.failed + run.outcomes.bounced + run.outcomes.expired;
+): Promise<CampaignStatusSummary> {
+  const [[run], next] = await Promise.all([
+    readCampaignRuns(redis, { ...options, limit: 1 }),
+    redis.hget(RedisKeys.campaignState(options.namespace, options.campaign), "nextRunAt"),
+  ]);
+  const nextRunAt = next === null || next === "" ? undefined : new Date(Number(next)).toISOString();
+  if (run === undefined) return nextRunAt === undefined ? {} : { nextRunAt };
   return {
     lastRun: {
       id: run.id,
@@ -203,10 +209,11 @@ export async function readCampaignStatusSummary(
       targeted: run.targeted,
       enqueued: run.enqueued,
       sent: run.outcomes.sent,
-      failed,
+      failed: run.outcomes.failed + run.outcomes.bounced + run.outcomes.expired,
       skipped: run.skipped,
+      status: run.status,
     },
     progress: `${run.outcomes.sent}/${run.targeted}`,
-    status: run.status,
+    ...(nextRunAt !== undefined && { nextRunAt }),
   };
 }

@@ -44,7 +44,7 @@ export const RedisKeys = {
   // Campaigns (workers/engage/campaigns; read by the operator and ingest through runtime/wire/campaigns.ts).
   /** STRING with a TTL: the engage replica planning this campaign (a lease renewed while it works). */
   campaignLease: (namespace: string, campaign: string): string => `${prefix(namespace)}cmp:${campaign}:lease`,
-  /** HASH: the campaign's schedule state (since, onceDone, atDone, lastSlot, current run). */
+  /** HASH: the campaign's schedule state (since, onceDone, atDone, lastSlot, current run, nextRunAt). */
   campaignState: (namespace: string, campaign: string): string => `${prefix(namespace)}cmp:${campaign}:state`,
   /** ZSET runId -> started (ms): the campaign's latest runs, trimmed to a bound. */
   campaignRuns: (namespace: string, campaign: string): string => `${prefix(namespace)}cmp:${campaign}:runs`,

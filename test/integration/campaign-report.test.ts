@@ -8,7 +8,7 @@ import type { TestContext } from "node:test";
 import { promisify } from "node:util";
 import { campaignFeedbackConsumer } from "#engage";
 import { defer, hasTool, startSmtpSink, toolPath, useStack, waitUntil } from "#harness";
-import { createLogger } from "#runtime";
+import { createLogger, readCampaignStatusSummary } from "#runtime";
 import { campaignFixture } from "../fixtures/campaigns.ts";
 import { deliverFixture } from "../fixtures/deliver.ts";
 import { ingestFixture } from "../fixtures/ingest.ts";
@@ -87,6 +87,13 @@ it("a run's counters add up: targeted = enqueued + skipped, enqueued = sent + fa
   const { sent, failed, bounced, expired, undelivered, dropped } = report.outcomes;
   assert.equal(report.enqueued, sent + failed + bounced + expired + undelivered + dropped + report.inFlight);
   assert.equal(report.inFlight, 0);
+  // What the operator folds into the Campaign's status.
+  const summary = await readCampaignStatusSummary(f.redis, { namespace: f.namespace, campaign: "vip" });
+  assert.equal(summary.progress, "6/8");
+  assert.deepEqual(
+    [summary.lastRun?.id, summary.lastRun?.sent, summary.lastRun?.failed, summary.lastRun?.status],
+    [report.id, 6, 0, "completed"],
+  );
 
   // The ingest API reads the same report.
   const ingest = await ingestFixture(t, stack, { namespace: f.namespace });

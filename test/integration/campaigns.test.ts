@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { useStack, waitUntil } from "#harness";
+import { readCampaignStatusSummary } from "#runtime";
 import type { CampaignFixture } from "../fixtures/campaigns.ts";
 import { campaignFixture } from "../fixtures/campaigns.ts";
 
@@ -198,6 +199,8 @@ describe("campaign schedules", () => {
       campaign({}, { schedule: { recurring: { cron: "0 9 * * *", timeZone: "Europe/Paris" } } }),
     );
     await f.tickAndSettle();
+    const summary = await readCampaignStatusSummary(f.redis, { namespace: f.namespace, campaign: "daily" });
+    assert.deepEqual(summary, { nextRunAt: "2026-03-28T08:00:00.000Z" });
 
     for (const [at, runs] of [
       ["2026-03-28T07:59:00Z", 0],
@@ -212,6 +215,9 @@ describe("campaign schedules", () => {
     }
     const slots = (await f.runs("daily")).map((run) => run.scheduledFor).sort();
     assert.deepEqual(slots, ["2026-03-28T08:00:00.000Z", "2026-03-29T07:00:00.000Z", "2026-03-30T07:00:00.000Z"]);
+    await f.tickAndSettle();
+    const after = await readCampaignStatusSummary(f.redis, { namespace: f.namespace, campaign: "daily" });
+    assert.equal(after.nextRunAt, "2026-03-31T07:00:00.000Z");
   });
 
   it("slots missed while engage was down run once on recovery, not once each", async (t) => {

@@ -313,7 +313,12 @@ describe("the operational endpoints", () => {
     const f = await ingestFixture(t, stack);
     await track(f, [{ profileId: "m", name: "x" }]);
     const docs = (await f.app.inject({ url: "/docs/json" })).json<{ paths: Record<string, unknown> }>();
-    assert.deepEqual(Object.keys(docs.paths).sort(), ["/v1/events", "/v1/profiles/{id}"]);
+    assert.deepEqual(Object.keys(docs.paths).sort(), [
+      "/v1/campaigns/{name}/runs",
+      "/v1/campaigns/{name}/runs/{id}/report",
+      "/v1/events",
+      "/v1/profiles/{id}",
+    ]);
     assert.equal((await f.app.inject({ url: "/healthz" })).statusCode, 200);
     assert.equal((await f.app.inject({ url: "/readyz" })).statusCode, 200);
     const metrics = (await f.app.inject({ url: "/metrics" })).body;

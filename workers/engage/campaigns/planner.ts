@@ -7,7 +7,7 @@
 import type { Logger, SendJob } from "#runtime";
 import { CampaignSkipReasons, Subjects, campaignJobId, sendMessageId } from "#runtime";
 import { decideProfile } from "./audience.ts";
-import type { CompiledCampaign } from "./audience.ts";
+import type { CompiledCampaign, Destination } from "./audience.ts";
 import type { CampaignMetrics } from "./metrics.ts";
 import type { CampaignStore } from "./store.ts";
 
@@ -203,7 +203,7 @@ async function decideChunk(
     add(skipped, reason);
   };
   const now = new Date(deps.clock.now());
-  let candidates: { id: string; destinations: ReturnType<typeof destinationsOf> }[] = [];
+  let candidates: { id: string; destinations: Destination[] }[] = [];
   for (const profile of profiles) {
     const decision = decideProfile(campaign, profile, now);
     if (decision.kind === "notTargeted") continue;
@@ -214,7 +214,7 @@ async function decideChunk(
     }
     // Web Push: every subscription is a recipient (targeted = enqueued + skipped holds).
     add(counters, "targeted", decision.destinations.length);
-    candidates.push({ id: profile.id, destinations: destinationsOf(decision) });
+    candidates.push({ id: profile.id, destinations: decision.destinations });
   }
   if (campaign.channel === "email") candidates = await screenEmails(deps, { campaign, run, candidates, skip });
   const createdAt = now.toISOString();
@@ -232,10 +232,6 @@ async function decideChunk(
   );
   add(counters, "enqueued", jobs.length);
   return { counters, jobs, skipped };
-}
-
-function destinationsOf(decision: Extract<ReturnType<typeof decideProfile>, { kind: "candidate" }>) {
-  return decision.destinations;
 }
 
 /** Drops suppressed addresses, then (dedupeByEmail) every profile but the first to claim an address. */

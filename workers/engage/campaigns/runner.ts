@@ -56,6 +56,8 @@ export class CampaignRunner implements Runnable {
   readonly #campaigns = new Map<string, CompiledCampaign>();
   readonly #active = new Map<string, Active>();
   readonly #chores = new Set<Promise<void>>();
+  /** The next run time last written per campaign, so the state is written only when it changes. */
+  readonly #nextRuns = new Map<string, number | undefined>();
   #stopping = new AbortController();
 
   constructor(deps: CampaignRunnerDeps) {
@@ -178,44 +180,69 @@ export class CampaignRunner implements Runnable {
     const state = await store.state(namespace, name, clock.now());
     if (campaign.spec.suspend) return;
     if (state.current !== undefined) {
-      // A run in progress: its planner died, or another replica holds it (the lease decides).
-      const meta = await store.runMeta(namespace, name, state.current);
-      if (meta === undefined) return;
-      if (!(await this.#lease(campaign))) return;
-      if (meta.status === CampaignRunStatuses.suspended) await store.setStatus(namespace, name, meta.id, "running");
-      this.#start({
-        namespace,
-        campaign: name,
-        runId: meta.id,
-        sender: meta.sender,
-        owner: this.#owner,
-        cursor: meta.cursor,
-      });
+      await this.#resume(campaign);
       return;
     }
-    if (dueRun(campaign.spec, state.schedule, clock.now()).kind !== "run") return;
+    const due = dueRun(campaign.spec, state.schedule, clock.now());
+    if (due.kind !== "run") {
+      await this.#noteNextRun(campaign, due.nextAt);
+      return;
+    }
     if (!(await this.#lease(campaign))) return;
     // Read again under the lease: another replica may have started it meanwhile.
     const fresh = await store.state(namespace, name, clock.now());
-    const due = dueRun(campaign.spec, fresh.schedule, clock.now());
-    if (fresh.current !== undefined || due.kind !== "run") {
+    const still = dueRun(campaign.spec, fresh.schedule, clock.now());
+    if (fresh.current !== undefined || still.kind !== "run") {
       await store.release(namespace, name, this.#owner);
       return;
     }
-    const runId = runIdFor(due.slot, randomBytes(2).toString("hex"));
+    const runId = runIdFor(still.slot, randomBytes(2).toString("hex"));
     const sender = campaign.spec.senderRef.name;
     await store.startRun({
       namespace,
       campaign: name,
       runId,
       sender,
-      slot: due.slot,
+      slot: still.slot,
       nowMs: clock.now(),
-      remember: due.remember,
+      remember: still.remember,
       keep: this.#deps.options.runsKept,
     });
     this.#deps.log.info({ namespace, campaign: name, runId }, "campaign run started");
     this.#start({ namespace, campaign: name, runId, sender, owner: this.#owner, cursor: 0 });
+  }
+
+  /**
+   * Resumes the run in progress: its planner died, or another replica holds it (the lease
+   * decides). The run is read under the lease, as another replica may just have moved or ended it.
+   */
+  async #resume(campaign: CompiledCampaign): Promise<void> {
+    const { store, clock } = this.#deps;
+    const { namespace, name } = campaign;
+    if (!(await this.#lease(campaign))) return;
+    const { current } = await store.state(namespace, name, clock.now());
+    const meta = current === undefined ? undefined : await store.runMeta(namespace, name, current);
+    if (meta === undefined || (meta.status !== "running" && meta.status !== "suspended")) {
+      await store.release(namespace, name, this.#owner);
+      return;
+    }
+    if (meta.status === CampaignRunStatuses.suspended) await store.setStatus(namespace, name, meta.id, "running");
+    this.#start({
+      namespace,
+      campaign: name,
+      runId: meta.id,
+      sender: meta.sender,
+      owner: this.#owner,
+      cursor: meta.cursor,
+    });
+  }
+
+  /** Records when the next run is due, for the Campaign's status (`nextRunAt`). */
+  async #noteNextRun(campaign: CompiledCampaign, nextAt: number | undefined): Promise<void> {
+    const key = keyOf(campaign.namespace, campaign.name);
+    if (this.#nextRuns.has(key) && this.#nextRuns.get(key) === nextAt) return;
+    await this.#deps.store.setNextRun(campaign.namespace, campaign.name, nextAt);
+    this.#nextRuns.set(key, nextAt);
   }
 
   async #lease(campaign: CompiledCampaign): Promise<boolean> {
@@ -272,14 +299,18 @@ export class CampaignRunner implements Runnable {
     const { store, metrics, log, clock } = this.#deps;
     const labels = { namespace: run.namespace, campaign: run.campaign };
     log.info({ ...labels, runId: run.runId, end }, "campaign planner stopped");
+    if (end === "lost" || end === "stopped") return;
+    // Only while this planner still holds the run: a paused one whose lease lapsed must not end
+    // (or mark) a run another replica has taken over.
+    if (!(await store.renew(run.namespace, run.campaign, run.owner, this.#deps.options.leaseMs))) return;
     if (end === "completed") {
       await store.finishRun({ ...run, status: CampaignRunStatuses.completed, nowMs: clock.now() });
       metrics.runs.inc({ ...labels, result: "completed" });
-    } else if (end === "suspended") {
-      await store.setStatus(run.namespace, run.campaign, run.runId, CampaignRunStatuses.suspended);
-      await this.#purge(run.namespace, run.campaign, { id: run.runId, sender: run.sender });
-      metrics.runs.inc({ ...labels, result: "suspended" });
+      return;
     }
+    await store.setStatus(run.namespace, run.campaign, run.runId, CampaignRunStatuses.suspended);
+    await this.#purge(run.namespace, run.campaign, { id: run.runId, sender: run.sender });
+    metrics.runs.inc({ ...labels, result: "suspended" });
   }
 
   /** Purges the queued jobs of every kept run; for a deleted campaign, marks them and forgets it. */

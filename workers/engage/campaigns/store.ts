@@ -116,6 +116,13 @@ export class CampaignStore {
     };
   }
 
+  /** Records (or clears) when the campaign's next run is due. */
+  async setNextRun(namespace: string, campaign: string, nextAt: number | undefined): Promise<void> {
+    const key = RedisKeys.campaignState(namespace, campaign);
+    if (nextAt === undefined) await this.#redis.hdel(key, "nextRunAt");
+    else await this.#redis.hset(key, "nextRunAt", nextAt);
+  }
+
   /**
    * Starts a run: remembers the slot, snapshots the audience (the activity ZSET, copied inside
    * Redis, so the run walks a stable list while profiles keep changing) and makes it current.
