@@ -7,7 +7,7 @@
 # Go-built tools come from the Go module proxy; redis-server and promtool from Debian packages.
 #
 # Usage: scripts/provision-tools.sh [tool ...]   (no argument = all; tools: nats_server natscli
-#        redis etcd kubernetes helm kubeconform prometheus)
+#        redis etcd kubernetes helm kubeconform prometheus crds)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -192,8 +192,28 @@ provision_prometheus() {
   link prometheus "$(command -v prometheus)"
 }
 
+# Third-party CRDs the chart's tests need (kubeconform schemas, and installed into the test API
+# server): the Prometheus Operator's ServiceMonitor, PodMonitor and PrometheusRule, and KEDA's
+# ScaledObject, taken from their Go modules. Laid out in $tools_dir/crds/.
+provision_crds() {
+  local dest="$tools_dir/crds-po$PROMETHEUS_OPERATOR_VERSION-keda$KEDA_VERSION" po keda file
+  if [ -f "$dest/keda.sh_scaledobjects.yaml" ]; then
+    ln -sfn "$dest" "$tools_dir/crds"; log "crds: present ($dest)"; return
+  fi
+  log "crds: Prometheus Operator $PROMETHEUS_OPERATOR_VERSION and KEDA $KEDA_VERSION from the Go module proxy"
+  po=$(go mod download -json "github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  keda=$(go mod download -json "github.com/kedacore/keda/v2@v$KEDA_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  mkdir -p "$dest"
+  for file in podmonitors servicemonitors prometheusrules; do
+    cp "$po/example/prometheus-operator-crd/monitoring.coreos.com_$file.yaml" "$dest/"
+  done
+  cp "$keda/config/crd/bases/keda.sh_scaledobjects.yaml" "$dest/"
+  chmod u+w "$dest"/*.yaml
+  ln -sfn "$dest" "$tools_dir/crds"
+}
+
 main() {
-  local all=(nats_server natscli redis etcd kubernetes helm kubeconform prometheus) tool
+  local all=(nats_server natscli redis etcd kubernetes helm kubeconform prometheus crds) tool
   local selected=("$@")
   [ ${#selected[@]} -gt 0 ] || selected=("${all[@]}")
   command -v go >/dev/null 2>&1 || { log "Go is needed to build the tools (https://go.dev/dl)"; exit 1; }
