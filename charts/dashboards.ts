@@ -450,6 +450,25 @@ export function platformDashboard(): dashboard.Dashboard {
         ],
       }),
     )
+    .withPanel(
+      stacked({
+        title: "Profiles: feedback applied and purged",
+        description:
+          "Delivery and recipient feedback applied to profiles (bounces, complaints, expired push subscriptions), and profiles erased by the retention purge.",
+        unit: "ops",
+        span: 24,
+        queries: [
+          {
+            expr: `sum by (namespace, outcome) (rate(relais_ingest_feedback_total{namespace=~"$namespace"}[${rate}]))`,
+            legend: "{{namespace}} {{outcome}}",
+          },
+          {
+            expr: `sum by (namespace) (rate(relais_ingest_profiles_purged_total{namespace=~"$namespace"}[${rate}]))`,
+            legend: "{{namespace}} purged",
+          },
+        ],
+      }),
+    )
     .withRow(new dashboard.RowBuilder("Pools"))
     .withPanel(
       lagVersusReplicas({
