@@ -1,7 +1,7 @@
 // What the chart's tests share: running helm, kubectl, kubeconform and promtool, rendering the
 // chart into objects, and the values that turn every option on.
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -125,5 +125,6 @@ export function thirdPartyCrdDir(): string {
   const dir = join(dirname(provisionedBinDir()), "crds");
   if (!existsSync(join(dir, "monitoring.coreos.com_servicemonitors.yaml")))
     throw new Error(`third-party CRDs missing in ${dir}: run scripts/provision-tools.sh crds`);
-  return dir;
+  // A link to the versioned folder; kubectl -f does not follow a linked folder.
+  return realpathSync(dir);
 }
