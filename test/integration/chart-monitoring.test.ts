@@ -114,6 +114,15 @@ describe("the chart's alerts", () => {
 });
 
 describe("the chart's dashboards", () => {
+  it("validate against Grafana's dashboard schema (the foundation SDK's strict decoding)", async () => {
+    const dir = fileURLToPath(new URL("../../charts/relais/files/dashboards/", import.meta.url));
+    const files = (await readdir(dir)).map((file) => join(dir, file));
+    assert.equal(files.length, Object.keys(dashboards()).length);
+    const result = await run("grafana-dashboard-check", files);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.equal(result.stdout.match(/: valid$/gm)?.length, files.length);
+  });
+
   it("have expressions that all parse as PromQL", async (t) => {
     const dir = await mkdtemp(join(tmpdir(), "relais-panels-"));
     t.after(() => rm(dir, { recursive: true, force: true }));
