@@ -259,7 +259,8 @@ const automationScope = 'namespace=~"$namespace", automation=~"$automation"';
 
 function automationOutcome(outcome: string, legend: string): Query {
   return {
-    expr: `sum(increase(relais_engage_automation_instances_total{${automationScope}, outcome=~"${outcome}"}[$__range]))`,
+    // A step nothing reached yet has no series: the funnel shows it as 0.
+    expr: `sum(increase(relais_engage_automation_instances_total{${automationScope}, outcome=~"${outcome}"}[$__range])) or vector(0)`,
     legend,
   };
 }
@@ -423,7 +424,8 @@ export function platformDashboard(): dashboard.Dashboard {
         unit: "percentunit",
         queries: [
           {
-            expr: `sum(rate(relais_ingest_http_requests_total{status=~"5.."}[${rate}])) / sum(rate(relais_ingest_http_requests_total[${rate}]))`,
+            // 0 rather than no data while nothing fails.
+            expr: `(sum(rate(relais_ingest_http_requests_total{status=~"5.."}[${rate}])) or vector(0)) / sum(rate(relais_ingest_http_requests_total[${rate}]))`,
             legend: "5xx ratio",
           },
           {
