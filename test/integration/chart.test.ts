@@ -147,6 +147,18 @@ describe("the Helm chart", () => {
       assert.notEqual(result.code, 0);
       assert.match(result.output, /pools\.ingest\.maxReplicas \(1\) must be at least pools\.ingest\.minReplicas \(3\)/);
     });
+
+    it("refuses a leader renew deadline that is not shorter than the lease", async () => {
+      const result = await helmWith(
+        { operator: { leaderElection: { leaseDurationMs: 10000, renewDeadlineMs: 10000 } } },
+        ["template", "relais", chartDir],
+      );
+      assert.notEqual(result.code, 0);
+      assert.match(
+        result.output,
+        /operator\.leaderElection\.renewDeadlineMs must be less than operator\.leaderElection\.leaseDurationMs/,
+      );
+    });
   });
 
   describe("what it installs", () => {
