@@ -6,7 +6,7 @@ import tseslint from "typescript-eslint";
 const parts = ["crds", "runtime", "operator", "workers/ingest", "workers/engage", "workers/deliver", "test/harness"];
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "charts/**", "**/generated/**"] },
+  { ignores: ["node_modules/**", "charts/relais/**", "**/generated/**"] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

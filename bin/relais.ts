@@ -5,8 +5,8 @@ import { runDeliver } from "#deliver";
 import { runEngage } from "#engage";
 import { runIngest } from "#ingest";
 import { abortOnSignals, isRelaisError } from "#runtime";
-import { runLocalCommand } from "./local.ts";
-import { runStack } from "./stack.ts";
+import type { LocalCommandOptions } from "./local.ts";
+import type { StackCommandOptions } from "./stack.ts";
 
 const usage = `Usage: relais <command> [options]
 
@@ -30,6 +30,20 @@ type Command = (typeof Commands)[number];
 
 function isCommand(value: string | undefined): value is Command {
   return (Commands as readonly (string | undefined)[]).includes(value);
+}
+
+/**
+ * `stack` and `local` start the test harness's servers, whose modules need devDependencies: loaded
+ * only when asked for, so the image (production dependencies only) runs every other command.
+ */
+async function runStack(options: StackCommandOptions): Promise<number> {
+  const stack = await import("./stack.ts");
+  return stack.runStack(options);
+}
+
+async function runLocalCommand(options: LocalCommandOptions): Promise<number> {
+  const local = await import("./local.ts");
+  return local.runLocalCommand(options);
 }
 
 async function main(argv: string[]): Promise<number> {

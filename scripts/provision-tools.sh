@@ -7,7 +7,7 @@
 # Go-built tools come from the Go module proxy; redis-server and promtool from Debian packages.
 #
 # Usage: scripts/provision-tools.sh [tool ...]   (no argument = all; tools: nats_server natscli
-#        redis etcd kubernetes helm kubeconform prometheus)
+#        redis etcd kubernetes helm kubeconform prometheus crds grafana_dashboard_check)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -192,8 +192,92 @@ provision_prometheus() {
   link prometheus "$(command -v prometheus)"
 }
 
+# Third-party CRDs the chart's tests need (kubeconform schemas, and installed into the test API
+# server): the Prometheus Operator's ServiceMonitor, PodMonitor and PrometheusRule, and KEDA's
+# ScaledObject, taken from their Go modules. Laid out in $tools_dir/crds/.
+provision_crds() {
+  local dest="$tools_dir/crds-po$PROMETHEUS_OPERATOR_VERSION-keda$KEDA_VERSION" po keda file
+  if [ -f "$dest/keda.sh_scaledobjects.yaml" ]; then
+    ln -sfn "$dest" "$tools_dir/crds"; log "crds: present ($dest)"; return
+  fi
+  log "crds: Prometheus Operator $PROMETHEUS_OPERATOR_VERSION and KEDA $KEDA_VERSION from the Go module proxy"
+  po=$(go mod download -json "github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  keda=$(go mod download -json "github.com/kedacore/keda/v2@v$KEDA_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  mkdir -p "$dest"
+  for file in podmonitors servicemonitors prometheusrules; do
+    cp "$po/example/prometheus-operator-crd/monitoring.coreos.com_$file.yaml" "$dest/"
+  done
+  cp "$keda/config/crd/bases/keda.sh_scaledobjects.yaml" "$dest/"
+  chmod u+w "$dest"/*.yaml
+  ln -sfn "$dest" "$tools_dir/crds"
+}
+
+# grafana-dashboard-check: decodes dashboard JSON strictly with Grafana's foundation SDK for Go
+# (generated from Grafana's dashboard schema: unknown fields, wrong types and missing required
+# fields are errors) and validates it. The chart's dashboards are checked with it.
+provision_grafana_dashboard_check() {
+  local version=$GRAFANA_FOUNDATION_SDK_VERSION dest="$tools_dir/grafana-dashboard-check-$GRAFANA_FOUNDATION_SDK_VERSION/bin" dir
+  if [ -x "$dest/grafana-dashboard-check" ]; then
+    link grafana-dashboard-check "$dest/grafana-dashboard-check"; log "grafana-dashboard-check $version: present"; return
+  fi
+  log "grafana-dashboard-check $version: building"
+  dir=$(wrapper_dir grafana-dashboard-check)
+  cat >"$dir/main.go" <<'GO'
+// Command grafana-dashboard-check validates dashboard JSON files against Grafana's dashboard schema
+// as the foundation SDK generates it: strict decoding, then Validate. Exit status 1 on any error.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+)
+
+func main() {
+	plugins.RegisterDefaultPlugins()
+	failed := false
+	for _, path := range os.Args[1:] {
+		raw, err := os.ReadFile(path)
+		if err == nil {
+			var board dashboard.Dashboard
+			if err = board.UnmarshalJSONStrict(raw); err == nil {
+				err = board.Validate()
+			}
+		}
+		// Some generated functions return an empty cog.BuildErrors as a non-nil error.
+		var build cog.BuildErrors
+		if errors.As(err, &build) && len(build) == 0 {
+			err = nil
+		}
+		if err != nil {
+			failed = true
+			fmt.Printf("%s: %v\n", path, err)
+		} else {
+			fmt.Printf("%s: valid\n", path)
+		}
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+GO
+  (
+    cd "$dir"
+    go mod init relais.dev/tools/grafana-dashboard-check >/dev/null 2>&1
+    go get "github.com/grafana/grafana-foundation-sdk/go@v$version" >/dev/null
+    go mod tidy >/dev/null
+    mkdir -p "$dest"
+    CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$dest/grafana-dashboard-check" .
+  )
+  link grafana-dashboard-check "$dest/grafana-dashboard-check"
+}
+
 main() {
-  local all=(nats_server natscli redis etcd kubernetes helm kubeconform prometheus) tool
+  local all=(nats_server natscli redis etcd kubernetes helm kubeconform prometheus crds grafana_dashboard_check) tool
   local selected=("$@")
   [ ${#selected[@]} -gt 0 ] || selected=("${all[@]}")
   command -v go >/dev/null 2>&1 || { log "Go is needed to build the tools (https://go.dev/dl)"; exit 1; }

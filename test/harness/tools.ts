@@ -17,6 +17,7 @@ export const Tools = {
   kubeconform: "kubeconform",
   promtool: "promtool",
   prometheus: "prometheus",
+  grafanaDashboardCheck: "grafana-dashboard-check",
   openssl: "openssl",
   setpriv: "setpriv",
 } as const;
