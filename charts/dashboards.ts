@@ -208,6 +208,20 @@ export function deliveryDashboard(): dashboard.Dashboard {
         ],
       }),
     )
+    .withPanel(
+      stacked({
+        title: "Send policies by reason",
+        description:
+          "Sends a SendPolicy held (frozen, quiet hours, paused) or kept (capped, holdout, quiet hours with drop), by policy and reason.",
+        unit: "ops",
+        queries: [
+          {
+            expr: `sum by (policy, reason) (rate(relais_policy_decisions_total{namespace=~"$namespace"}[${rate}]))`,
+            legend: "{{policy}} {{reason}}",
+          },
+        ],
+      }),
+    )
     .withRow(new dashboard.RowBuilder("Latency and backlog"))
     .withPanel(
       timeSeries({

@@ -9,6 +9,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse, stringify } from "yaml";
 import { uniqueName, useStack } from "#harness";
+import { clusterRules, namespaceRules } from "#operator";
+import type { PolicyRule } from "#operator";
 import { allOptionsOn, chartDir, parseManifests, run, runOk, thirdPartyCrdDir, valuesFile } from "./chart/tools.ts";
 
 const stack = useStack(["kube"]);
@@ -27,31 +29,29 @@ function permissions(verbs: string[], resources: string[], subresource?: string)
   );
 }
 
-const crud = ["get", "list", "watch", "create", "update", "patch", "delete"];
-const kinds = ["senders.relais.dev", "campaigns.relais.dev", "automations.relais.dev"];
+const kinds = ["senders.relais.dev", "campaigns.relais.dev", "automations.relais.dev", "sendpolicies.relais.dev"];
+
+/** The operator's own rules (operator/rbac.ts) as `kubectl auth can-i` questions. */
+function needsOf(rules: readonly PolicyRule[]): Permission[] {
+  return rules.flatMap((rule) =>
+    rule.apiGroups.flatMap((group) =>
+      rule.resources.flatMap((path) => {
+        const [resource = "", subresource] = path.split("/");
+        return permissions(rule.verbs, [group === "" ? resource : `${resource}.${group}`], subresource);
+      }),
+    ),
+  );
+}
 
 /** What the operator does in a namespace it watches (and in its own). */
-const namespacedNeeds: Permission[] = [
-  ...permissions(["get", "list", "watch", "update", "patch"], kinds),
-  ...permissions(["get", "update", "patch"], kinds, "status"),
-  ...permissions(["update"], kinds, "finalizers"),
-  ...permissions(["get", "list", "watch"], ["secrets"]),
-  ...permissions(crud, ["services", "deployments.apps", "poddisruptionbudgets.policy"]),
-  ...permissions(["get", "update", "patch"], ["deployments.apps"], "scale"),
-  ...permissions(["create", "patch"], ["events", "events.events.k8s.io"]),
-  ...permissions(crud, [
-    "podmonitors.monitoring.coreos.com",
-    "servicemonitors.monitoring.coreos.com",
-    "scaledobjects.keda.sh",
-  ]),
-];
-const leaderNeeds = permissions(["get", "create", "update"], ["leases.coordination.k8s.io"]);
+const namespacedNeeds: Permission[] = needsOf(clusterRules);
+const leaderNeeds = needsOf(namespaceRules);
 const clusterNeeds = permissions(["get", "list", "watch"], ["customresourcedefinitions.apiextensions.k8s.io"]);
 
 /** What it must never be able to do. */
 const forbidden: Permission[] = [
   ...permissions(["create", "delete"], kinds),
-  ...permissions(["create", "update", "patch", "delete"], ["secrets"]),
+  ...permissions(["update"], ["secrets"]),
   ...permissions(
     ["create", "delete"],
     ["pods", "configmaps", "serviceaccounts", "rolebindings.rbac.authorization.k8s.io"],

@@ -26,9 +26,9 @@ const operatorMetric = /relais_(pool|operator|campaign)_/;
 
 /**
  * Series that exist once a given thing happened, which this workload does not do: feedback
- * applied to a profile (a bounce or complaint) and the inactive-profile purge.
+ * applied to a profile (a bounce or complaint), the inactive-profile purge, a send-policy decision.
  */
-const needsAnotherEvent = /relais_ingest_(feedback|profiles_purged)_total/;
+const needsAnotherEvent = /relais_ingest_(feedback|profiles_purged)_total|relais_policy_decisions_total/;
 
 interface QueryResult {
   status: string;
