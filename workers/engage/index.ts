@@ -1,5 +1,5 @@
 // The front door of workers/engage: Automations (and, later, Campaigns).
-export { AutomationEngine, dueTime, durationMs } from "./automations/engine.ts";
+export { AutomationEngine, dueTime, durationMs, fireRule } from "./automations/engine.ts";
 export { AutomationRegistry, compileAutomation } from "./automations/registry.ts";
 export { AutomationStore, instanceKey, LEASE_MS } from "./automations/store.ts";
 export { TimerPoller } from "./automations/timers.ts";
@@ -8,9 +8,9 @@ export { eventsConsumer } from "./events.ts";
 export { runEngage, watchAutomations } from "./main.ts";
 export { createEngageMetrics, registerAutomationMetrics } from "./metrics.ts";
 
-export type { EngineDeps } from "./automations/engine.ts";
+export type { EngineDeps, FireSummary } from "./automations/engine.ts";
 export type { CompiledAutomation } from "./automations/registry.ts";
-export type { Instance } from "./automations/store.ts";
+export type { FireDecision, FireRule, Instance } from "./automations/store.ts";
 export type { EngageConfig } from "./config.ts";
 export type { EngageOverrides } from "./main.ts";
 export type { EngageMetrics } from "./metrics.ts";

@@ -19,6 +19,7 @@ import { AutomationStore } from "./automations/store.ts";
 import { TimerPoller } from "./automations/timers.ts";
 import { loadEngageConfig } from "./config.ts";
 import { eventsConsumer } from "./events.ts";
+import { AckedPublisher } from "./jetstream.ts";
 import { createEngageMetrics, registerAutomationMetrics } from "./metrics.ts";
 
 /** Applies one KV entry of an Automation to the registry. */
@@ -103,6 +104,7 @@ export async function runEngage(
   const metrics = createEngageMetrics();
   let ready = false;
   const registry = new AutomationRegistry();
+  const publisher = new AckedPublisher(nc);
   const store = new AutomationStore(redis);
   const engine = new AutomationEngine({
     registry,
@@ -110,9 +112,7 @@ export async function runEngage(
     redis,
     now,
     log,
-    publish: async (subject, job) => {
-      await js.publish(subject, JSON.stringify(job), { msgID: sendMessageId(job.namespace, job.id) });
-    },
+    publish: (subject, job) => publisher.publish(subject, JSON.stringify(job), sendMessageId(job.namespace, job.id)),
   });
   registerAutomationMetrics(metrics.registry, async () =>
     Promise.all(
@@ -153,6 +153,7 @@ export async function runEngage(
   ready = true;
   await Promise.all([watching, eventsConsumer({ js, jsm, engine, metrics, log }).run(signal), timers.run(signal)]);
   await ops.close();
+  publisher.close();
   await nc.drain();
   await redis.quit();
 }

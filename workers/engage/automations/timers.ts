@@ -1,7 +1,9 @@
 // Fires due automation instances. Every few hundred milliseconds, for each namespace with
 // automations, claim due instances in batches (a lease in Redis: a worker that dies mid-fire is
-// replaced once its lease expires) and fire them. A Runnable; `tick` is exposed for tests that
-// drive time themselves.
+// replaced once its lease expires) and fire each batch as a whole. Claims overlap the fires of
+// earlier batches (up to `concurrency` batches in flight), so a backlog (timers due while no
+// process ran) drains at the rate of the batch scripts and the publishes, not of round trips.
+// A Runnable; `tick` is exposed for tests that drive time themselves.
 import type { Logger, Runnable } from "#runtime";
 import type { AutomationEngine } from "./engine.ts";
 import { LEASE_RENEW_MS } from "./store.ts";
@@ -15,13 +17,18 @@ export interface TimerDeps {
   now: () => number;
   log: Logger;
   intervalMs?: number;
+  /** Instances per claim (default 1000). */
   batchSize?: number;
+  /** Claimed batches being fired at once (default 4). */
+  concurrency?: number;
   /** Called with the number of instances each claim fired. */
   onFired?: (count: number) => void;
 }
 
 export class TimerPoller implements Runnable {
   readonly #deps: TimerDeps;
+  /** Instances claimed and not yet fired, by namespace: their leases are renewed. */
+  readonly #open = new Map<string, Set<string>>();
 
   constructor(deps: TimerDeps) {
     this.#deps = deps;
@@ -29,37 +36,62 @@ export class TimerPoller implements Runnable {
 
   /** Fires everything due now in every namespace; resolves with how many instances fired. */
   async tick(): Promise<number> {
+    // Keep the claims while firing; a worker that dies stops renewing and loses them in seconds.
+    const renewal = setInterval(() => {
+      this.#renew();
+    }, LEASE_RENEW_MS);
+    try {
+      let fired = 0;
+      for (const namespace of this.#deps.namespaces()) fired += await this.#drain(namespace);
+      return fired;
+    } finally {
+      clearInterval(renewal);
+    }
+  }
+
+  /** Claims and fires batches until a claim comes back short, `concurrency` batches in flight. */
+  async #drain(namespace: string): Promise<number> {
+    const batch = this.#deps.batchSize ?? 1000;
+    const concurrency = this.#deps.concurrency ?? 4;
+    const open = new Set<string>();
+    this.#open.set(namespace, open);
+    const inFlight = new Set<Promise<void>>();
     let fired = 0;
-    const batch = this.#deps.batchSize ?? 500;
-    for (const namespace of this.#deps.namespaces()) {
+    try {
       for (;;) {
         const due = await this.#deps.store.claimDue(namespace, this.#deps.now(), batch);
-        const open = new Set(due.map((instance) => instance.key));
-        // Keep the claims while firing; a worker that dies stops renewing and loses them in seconds.
-        const renewal = setInterval(() => {
-          void this.#deps.store.renew(namespace, [...open], this.#deps.now()).catch(() => undefined);
-        }, LEASE_RENEW_MS);
-        try {
-          await Promise.all(
-            due.map((instance) =>
-              this.#deps.engine
-                .fire(namespace, instance)
-                .catch((error: unknown) => {
-                  // The lease lapses and another tick fires it again: nothing is lost.
-                  this.#deps.log.warn({ err: error, namespace }, "timer fire failed; retried after its lease");
-                })
-                .finally(() => open.delete(instance.key)),
-            ),
-          );
-        } finally {
-          clearInterval(renewal);
-        }
+        if (due.length === 0) break;
+        for (const instance of due) open.add(instance.key);
+        const firing = this.#deps.engine
+          .fireBatch(namespace, due)
+          .then(
+            () => undefined,
+            (error: unknown) => {
+              // The leases lapse and a later claim fires them again: nothing is lost.
+              this.#deps.log.warn({ err: error, namespace }, "timer fire failed; retried after its lease");
+            },
+          )
+          .finally(() => {
+            for (const instance of due) open.delete(instance.key);
+            inFlight.delete(firing);
+          });
+        inFlight.add(firing);
         this.#deps.onFired?.(due.length);
         fired += due.length;
         if (due.length < batch) break;
+        while (inFlight.size >= concurrency) await Promise.race(inFlight);
       }
+      await Promise.all(inFlight);
+    } finally {
+      this.#open.delete(namespace);
     }
     return fired;
+  }
+
+  #renew(): void {
+    for (const [namespace, open] of this.#open) {
+      void this.#deps.store.renew(namespace, [...open], this.#deps.now()).catch(() => undefined);
+    }
   }
 
   async run(signal: AbortSignal): Promise<void> {
