@@ -5,10 +5,11 @@ export { AutomationStore, instanceKey, LEASE_MS } from "./automations/store.ts";
 export { TimerPoller } from "./automations/timers.ts";
 export { engageConfigSchema, loadEngageConfig } from "./config.ts";
 export { eventsConsumer } from "./events.ts";
+export { AckedPublisher } from "./jetstream.ts";
 export { runEngage, watchAutomations } from "./main.ts";
 export { createEngageMetrics, registerAutomationMetrics } from "./metrics.ts";
 
-export type { EngineDeps, FireSummary } from "./automations/engine.ts";
+export type { DueBatch, EngineDeps, FireSummary } from "./automations/engine.ts";
 export type { CompiledAutomation } from "./automations/registry.ts";
 export type { FireDecision, FireRule, Instance } from "./automations/store.ts";
 export type { EngageConfig } from "./config.ts";

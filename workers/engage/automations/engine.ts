@@ -31,6 +31,12 @@ export interface FireSummary {
   failed: number;
 }
 
+/** Instances claimed by fireDue: their keys, and their sends under way. */
+export interface DueBatch {
+  keys: string[];
+  sending: Promise<FireSummary>;
+}
+
 /** A reserved instance and what its send needs. */
 interface Send {
   instance: Instance;
@@ -197,10 +203,38 @@ export class AutomationEngine {
   }
 
   /**
-   * Fires claimed instances: one script decides them all (an instance of a suspended automation
-   * is held, one of a deleted automation is dropped), the reserved ones' send jobs are published,
-   * and one script ends those published. Rejects only when Redis fails; a failed publish leaves its
-   * instance leased, to fire again when the lease ends.
+   * Claims up to `limit` due instances of `namespace` and fires them: one script claims and
+   * decides them all (see fireBatch for the decisions), then their send jobs are published and one
+   * script ends those published. The timer poller's path: it resolves once claimed, with the keys
+   * claimed (whose leases the caller renews) and the sending still going on.
+   */
+  async fireDue(namespace: string, limit: number): Promise<DueBatch> {
+    const automations = new Map<string, CompiledAutomation>();
+    const byName = new Map<string, FireRule>();
+    for (const automation of this.#deps.registry.inNamespace(namespace)) {
+      automations.set(automation.name, automation);
+      byName.set(automation.name, fireRule(automation));
+    }
+    const nowMs = this.#deps.now();
+    const claimed = await this.#deps.store.claimAndFire(namespace, limit, {
+      nowMs,
+      holdUntilMs: nowMs + HOLD_WHILE_SUSPENDED_MS,
+      rules: byName,
+    });
+    const sends: Send[] = [];
+    for (const { instance, decision } of claimed) {
+      const automation = automations.get(instance.automation);
+      if (decision.kind === "send" && automation !== undefined)
+        sends.push({ instance, automation, endpoints: decision.endpoints });
+    }
+    return { keys: claimed.map(({ instance }) => instance.key), sending: this.#sendAndEnd(namespace, sends) };
+  }
+
+  /**
+   * Fires instances already claimed (claimDue): one script decides them all (an instance of a
+   * suspended automation is held, one of a deleted automation is dropped), the reserved ones' send
+   * jobs are published, and one script ends those published. Rejects only when Redis fails; a
+   * failed publish leaves its instance leased, to fire again when the lease ends.
    */
   async fireBatch(namespace: string, instances: readonly Instance[]): Promise<FireSummary> {
     const { registry, store } = this.#deps;
@@ -225,8 +259,13 @@ export class AutomationEngine {
       if (decision.kind === "send" && instance !== undefined && automation !== undefined)
         sends.push({ instance, automation, endpoints: decision.endpoints });
     });
+    return this.#sendAndEnd(namespace, sends);
+  }
+
+  /** Publishes the reserved instances' send jobs, then ends those published in one script. */
+  async #sendAndEnd(namespace: string, sends: readonly Send[]): Promise<FireSummary> {
     const sent = await this.#publish(namespace, sends);
-    await store.done(namespace, sent);
+    await this.#deps.store.done(namespace, sent);
     return { sent: sent.length, failed: sends.length - sent.length };
   }
 

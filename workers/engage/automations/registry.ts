@@ -50,15 +50,20 @@ export class AutomationRegistry {
   readonly #byKey = new Map<string, CompiledAutomation>();
   readonly #triggers = new Map<string, CompiledAutomation[]>();
   readonly #cancels = new Map<string, CompiledAutomation[]>();
-  /** Automations per namespace, for the timer poller. */
-  readonly #namespaces = new Map<string, number>();
+  /** Automations by namespace, then name: the timer poller visits these. */
+  readonly #namespaces = new Map<string, Map<string, CompiledAutomation>>();
 
   /** Adds or replaces an automation: only its own index entries change. */
   put(automation: CompiledAutomation): void {
     const key = `${automation.namespace}/${automation.name}`;
     const previous = this.#byKey.get(key);
     if (previous !== undefined) this.#unindex(previous);
-    else this.#namespaces.set(automation.namespace, (this.#namespaces.get(automation.namespace) ?? 0) + 1);
+    let namespace = this.#namespaces.get(automation.namespace);
+    if (namespace === undefined) {
+      namespace = new Map();
+      this.#namespaces.set(automation.namespace, namespace);
+    }
+    namespace.set(automation.name, automation);
     this.#byKey.set(key, automation);
     this.#index(automation);
   }
@@ -69,9 +74,9 @@ export class AutomationRegistry {
     if (previous === undefined) return;
     this.#byKey.delete(key);
     this.#unindex(previous);
-    const left = (this.#namespaces.get(namespace) ?? 1) - 1;
-    if (left === 0) this.#namespaces.delete(namespace);
-    else this.#namespaces.set(namespace, left);
+    const left = this.#namespaces.get(namespace);
+    left?.delete(name);
+    if (left?.size === 0) this.#namespaces.delete(namespace);
   }
 
   /** Every automation, compiled or not. */
@@ -82,6 +87,11 @@ export class AutomationRegistry {
   /** Namespaces with at least one automation: the timer poller visits these. */
   namespaces(): string[] {
     return [...this.#namespaces.keys()];
+  }
+
+  /** The automations of `namespace`, compiled or not. */
+  inNamespace(namespace: string): Iterable<CompiledAutomation> {
+    return this.#namespaces.get(namespace)?.values() ?? [];
   }
 
   get(namespace: string, name: string): CompiledAutomation | undefined {

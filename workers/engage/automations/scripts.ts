@@ -33,9 +33,8 @@ local function skipReason(prefix, profile, rule, endpoints)
     if #endpoints == 1 then return 'no_subscription' end
     return nil
   end
-  if redis.call('EXISTS', profile) == 0 then return 'no_profile' end
   local fields = redis.call('HMGET', profile, 'email', 'emailSubscription')
-  if not fields[1] then return 'no_address' end
+  if not fields[1] then return redis.call('EXISTS', profile) == 0 and 'no_profile' or 'no_address' end
   if redis.call('HEXISTS', prefix .. 'suppressed', fields[1]) == 1 then return 'suppressed' end
   if rule.optedIn and fields[2] == 'unsubscribed' then return 'opt_out' end
   return nil
@@ -46,12 +45,8 @@ end
 -- (reserved: grace and capping recorded; push subscriptions follow for push messages). A reserved
 -- instance answers 'send' again, so a retry after a crash sends under the same idempotency key.
 -- rule: {graceMs, capMax, capWindowMs, push, optedIn, suspended}; nil when the automation is gone.
-local function fireOne(prefix, now, holdUntil, rule, key, profileId, automation)
-  local instance = prefix .. 'i:' .. key
-  if redis.call('EXISTS', instance) == 0 then
-    redis.call('ZREM', prefix .. 'lease', key)
-    return {'cancelled'}
-  end
+-- The instance exists; 'reserved' is its reserved mark.
+local function decide(prefix, now, holdUntil, rule, key, profileId, automation, reserved)
   if not rule then
     finalize(prefix, key, profileId, automation, 'skipped:automation_deleted')
     return {'skip', 'automation_deleted'}
@@ -63,7 +58,7 @@ local function fireOne(prefix, now, holdUntil, rule, key, profileId, automation)
   end
   local result = {'send'}
   local skip = skipReason(prefix, prefix .. 'p:' .. profileId, rule, result)
-  if redis.call('HGET', instance, 'reserved') == '1' then return result end
+  if reserved == '1' then return result end
   if skip then
     finalize(prefix, key, profileId, automation, 'skipped:' .. skip)
     return {'skip', skip}
@@ -89,8 +84,28 @@ local function fireOne(prefix, now, holdUntil, rule, key, profileId, automation)
     redis.call('ZADD', capKey, now, key)
     redis.call('PEXPIRE', capKey, capWindow)
   end
-  redis.call('HSET', instance, 'reserved', '1')
+  redis.call('HSET', prefix .. 'i:' .. key, 'reserved', '1')
   return result
+end
+
+local function fireOne(prefix, now, holdUntil, rule, key, profileId, automation)
+  local reserved = redis.call('HMGET', prefix .. 'i:' .. key, 'json', 'reserved')
+  if not reserved[1] then
+    redis.call('ZREM', prefix .. 'lease', key)
+    return {'cancelled'}
+  end
+  return decide(prefix, now, holdUntil, rule, key, profileId, automation, reserved[2])
+end
+
+-- Moves the leases that expired (their worker died) back to the timers, at the time of their last
+-- claim or renewal: ahead of later due times.
+local function requeueExpired(prefix, now, limit, lease)
+  local timers, leases = prefix .. 'timers', prefix .. 'lease'
+  local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+  for i = 1, #expired, 2 do
+    redis.call('ZREM', leases, expired[i])
+    redis.call('ZADD', timers, tonumber(expired[i + 1]) - lease, expired[i])
+  end
 end
 `;
 
@@ -105,7 +120,7 @@ export const SCHEDULE = `${helpers}
 local prefix, key, profileId, automation, due, json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local instance = prefix .. 'i:' .. key
 if redis.call('EXISTS', instance) == 1 then return {0} end
-redis.call('HSET', instance, 'json', json)
+redis.call('HSET', instance, 'json', json, 'automation', automation, 'profile', profileId)
 redis.call('SADD', prefix .. 'pi:' .. profileId, key)
 local stats = prefix .. 'astats:' .. automation
 redis.call('HINCRBY', stats, 'triggered', 1)
@@ -116,22 +131,17 @@ if ARGV[7] == nil then
 end
 local now, lease = tonumber(ARGV[7]), tonumber(ARGV[8])
 redis.call('ZADD', prefix .. 'lease', now + lease, key)
-return {1, fireOne(prefix, now, now, cjson.decode(ARGV[9]), key, profileId, automation)}
+return {1, decide(prefix, now, now, cjson.decode(ARGV[9]), key, profileId, automation, nil)}
 `;
 
 /**
- * claim: ARGV = prefix, nowMs, limit, leaseMs. Returns expired leases to the timers (their worker
- * died; they go back at the time of their last claim or renewal, ahead of later due times), then
- * moves up to `limit` due instances into the lease ZSET and returns {key, json} pairs.
+ * claim: ARGV = prefix, nowMs, limit, leaseMs. Returns expired leases to the timers, then moves up
+ * to `limit` due instances into the lease ZSET and returns {key, json} pairs (fire decides them).
  */
-export const CLAIM = `
+export const CLAIM = `${helpers}
 local prefix, now, limit, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local timers, leases = prefix .. 'timers', prefix .. 'lease'
-local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
-for i = 1, #expired, 2 do
-  redis.call('ZREM', leases, expired[i])
-  redis.call('ZADD', timers, tonumber(expired[i + 1]) - lease, expired[i])
-end
+requeueExpired(prefix, now, limit, lease)
 local result = {}
 for _, key in ipairs(redis.call('ZRANGEBYSCORE', timers, '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', timers, key)
@@ -141,6 +151,45 @@ for _, key in ipairs(redis.call('ZRANGEBYSCORE', timers, '-inf', now, 'LIMIT', 0
     table.insert(result, key)
     table.insert(result, json)
   end
+end
+return result
+`;
+
+/**
+ * claimFire: ARGV = prefix, nowMs, limit, leaseMs, holdUntilMs, rules JSON ({automation: rule} of
+ * every automation of the namespace). Claims up to `limit` due instances as claim does and decides
+ * each as fire does, in the same script: one {json, decision...} per claimed instance.
+ */
+export const CLAIM_FIRE = `${helpers}
+local prefix, now, limit, lease, holdUntil = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local rules = cjson.decode(ARGV[6])
+local timers, leases = prefix .. 'timers', prefix .. 'lease'
+requeueExpired(prefix, now, limit, lease)
+local keys = redis.call('ZRANGEBYSCORE', timers, '-inf', now, 'LIMIT', 0, limit)
+if #keys == 0 then return {} end
+-- One ZREM and one ZADD for the batch (limit <= 2000 keeps unpack within Lua's stack).
+redis.call('ZREM', timers, unpack(keys))
+local claimed, leased = {}, {}
+for _, key in ipairs(keys) do
+  local fields = redis.call('HMGET', prefix .. 'i:' .. key, 'json', 'reserved', 'automation', 'profile')
+  if fields[1] then
+    if not fields[3] then
+      -- Written before instances kept these fields.
+      local instance = cjson.decode(fields[1])
+      fields[3], fields[4] = instance.automation, instance.profileId
+    end
+    table.insert(claimed, {key, fields})
+    table.insert(leased, now + lease)
+    table.insert(leased, key)
+  end
+end
+if #leased > 0 then redis.call('ZADD', leases, unpack(leased)) end
+local result = {}
+for _, entry in ipairs(claimed) do
+  local key, fields = entry[1], entry[2]
+  local decision = decide(prefix, now, holdUntil, rules[fields[3]], key, fields[4], fields[3], fields[2])
+  table.insert(decision, 1, fields[1])
+  table.insert(result, decision)
 end
 return result
 `;
@@ -172,14 +221,24 @@ return result
  * done: ARGV = prefix, then (key, profileId, automation) per instance whose send job is published:
  * each instance ends, counted as sent. Returns how many ended (a repeated done counts nothing).
  */
-export const DONE = `${helpers}
+export const DONE = `
 local prefix = ARGV[1]
-local count = 0
+local count, sent, ended = 0, {}, {}
 for i = 2, #ARGV, 3 do
-  if redis.call('EXISTS', prefix .. 'i:' .. ARGV[i]) == 1 then
-    finalize(prefix, ARGV[i], ARGV[i + 1], ARGV[i + 2], 'sent')
+  local key, automation = ARGV[i], ARGV[i + 2]
+  if redis.call('DEL', prefix .. 'i:' .. key) == 1 then
+    redis.call('SREM', prefix .. 'pi:' .. ARGV[i + 1], key)
+    table.insert(ended, key)
+    sent[automation] = (sent[automation] or 0) + 1
     count = count + 1
   end
+end
+-- A key left in the timers (a lease that lapsed meanwhile) is dropped by the next claim.
+if #ended > 0 then redis.call('ZREM', prefix .. 'lease', unpack(ended)) end
+for automation, n in pairs(sent) do
+  local stats = prefix .. 'astats:' .. automation
+  redis.call('HINCRBY', stats, 'waiting', -n)
+  redis.call('HINCRBY', stats, 'sent', n)
 end
 return count
 `;

@@ -4,7 +4,7 @@
 import type { Redis } from "ioredis";
 import { RedisKeys } from "#runtime";
 import type { EventMessage } from "#runtime";
-import { CANCEL, CLAIM, DONE, FIRE, INSTANCES, RENEW, SCHEDULE } from "./scripts.ts";
+import { CANCEL, CLAIM, CLAIM_FIRE, DONE, FIRE, INSTANCES, RENEW, SCHEDULE } from "./scripts.ts";
 
 type ScriptRunner = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
 
@@ -102,7 +102,7 @@ export class AutomationStore {
 
   constructor(redis: Redis) {
     this.#redis = redis;
-    const scripts = { SCHEDULE, CLAIM, RENEW, FIRE, DONE, CANCEL, INSTANCES };
+    const scripts = { SCHEDULE, CLAIM, CLAIM_FIRE, RENEW, FIRE, DONE, CANCEL, INSTANCES };
     for (const [name, lua] of Object.entries(scripts)) {
       const command = `relaisEngage${name}`;
       redis.defineCommand(command, { lua });
@@ -143,6 +143,30 @@ export class AutomationStore {
   async claimDue(namespace: string, nowMs: number, limit: number): Promise<Instance[]> {
     const flat = (await this.#script("CLAIM", prefixOf(namespace), nowMs, limit, LEASE_MS)) as string[];
     return pairs(flat).map(([, json]) => JSON.parse(json) as Instance);
+  }
+
+  /**
+   * Claims up to `limit` due instances and decides them in the same script (as fire does); `rules`
+   * holds every automation of the namespace. The timer poller's path: one script per batch.
+   */
+  async claimAndFire(
+    namespace: string,
+    limit: number,
+    input: FireInput,
+  ): Promise<{ instance: Instance; decision: FireDecision }[]> {
+    const replies = (await this.#script(
+      "CLAIM_FIRE",
+      prefixOf(namespace),
+      input.nowMs,
+      limit,
+      LEASE_MS,
+      input.holdUntilMs,
+      rulesJson(input.rules),
+    )) as string[][];
+    return replies.map(([json = "", ...reply]) => ({
+      instance: JSON.parse(json) as Instance,
+      decision: decision(reply),
+    }));
   }
 
   /** Extends the leases of instances this worker is still firing. */

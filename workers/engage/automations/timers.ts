@@ -1,6 +1,6 @@
 // Fires due automation instances. Every few hundred milliseconds, for each namespace with
 // automations, claim due instances in batches (a lease in Redis: a worker that dies mid-fire is
-// replaced once its lease expires) and fire each batch as a whole. Claims overlap the fires of
+// replaced once its lease expires), each batch claimed and decided by one script, and send it. Claims overlap the fires of
 // earlier batches (up to `concurrency` batches in flight), so a backlog (timers due while no
 // process ran) drains at the rate of the batch scripts and the publishes, not of round trips.
 // A Runnable; `tick` is exposed for tests that drive time themselves.
@@ -17,7 +17,7 @@ export interface TimerDeps {
   now: () => number;
   log: Logger;
   intervalMs?: number;
-  /** Instances per claim (default 1000). */
+  /** Instances per claim (default 1000, at most 2000: the claim script unpacks them in one call). */
   batchSize?: number;
   /** Claimed batches being fired at once (default 4). */
   concurrency?: number;
@@ -51,7 +51,7 @@ export class TimerPoller implements Runnable {
 
   /** Claims and fires batches until a claim comes back short, `concurrency` batches in flight. */
   async #drain(namespace: string): Promise<number> {
-    const batch = this.#deps.batchSize ?? 1000;
+    const batch = Math.min(this.#deps.batchSize ?? 1000, 2000);
     const concurrency = this.#deps.concurrency ?? 4;
     const open = new Set<string>();
     this.#open.set(namespace, open);
@@ -59,11 +59,10 @@ export class TimerPoller implements Runnable {
     let fired = 0;
     try {
       for (;;) {
-        const due = await this.#deps.store.claimDue(namespace, this.#deps.now(), batch);
-        if (due.length === 0) break;
-        for (const instance of due) open.add(instance.key);
-        const firing = this.#deps.engine
-          .fireBatch(namespace, due)
+        const { keys, sending } = await this.#deps.engine.fireDue(namespace, batch);
+        if (keys.length === 0) break;
+        for (const key of keys) open.add(key);
+        const firing = sending
           .then(
             () => undefined,
             (error: unknown) => {
@@ -72,13 +71,13 @@ export class TimerPoller implements Runnable {
             },
           )
           .finally(() => {
-            for (const instance of due) open.delete(instance.key);
+            for (const key of keys) open.delete(key);
             inFlight.delete(firing);
           });
         inFlight.add(firing);
-        this.#deps.onFired?.(due.length);
-        fired += due.length;
-        if (due.length < batch) break;
+        this.#deps.onFired?.(keys.length);
+        fired += keys.length;
+        if (keys.length < batch) break;
         while (inFlight.size >= concurrency) await Promise.race(inFlight);
       }
       await Promise.all(inFlight);
