@@ -9,6 +9,7 @@ import { ConsumerNames, eventMessageSchema, eraseMessageSchema, ERASE_EVENT, Str
 import type { JsMsg } from "@nats-io/jetstream";
 import type { EventMessage, Logger, Runnable } from "#runtime";
 import type { AutomationEngine } from "./automations/engine.ts";
+import { KeyedQueue } from "./keyed-queue.ts";
 import type { EngageMetrics } from "./metrics.ts";
 
 export interface EventsDeps {
@@ -79,10 +80,7 @@ export function eventsConsumer(deps: EventsDeps): Runnable {
       const consumer = await deps.js.consumers.get(Streams.events, ConsumerNames.engage);
       const messages = await consumer.consume({ max_messages: 512 });
       signal.addEventListener("abort", () => void messages.close(), { once: true });
-      const limit = deps.concurrency ?? 64;
-      /** The last event queued per profile: the next one of that profile starts after it. */
-      const tails = new Map<string, Promise<void>>();
-      const inFlight = new Set<Promise<void>>();
+      const queue = new KeyedQueue(deps.concurrency ?? 64);
       for await (const message of messages) {
         const event = parse(message);
         if (event === undefined) {
@@ -91,18 +89,10 @@ export function eventsConsumer(deps: EventsDeps): Runnable {
           message.term();
           continue;
         }
-        const profile = `${event.namespace}/${event.profileId}`;
-        const task = (tails.get(profile) ?? Promise.resolve()).then(() => apply(deps, event, message));
-        tails.set(profile, task);
-        inFlight.add(task);
-        void task.finally(() => {
-          inFlight.delete(task);
-          if (tails.get(profile) === task) tails.delete(profile);
-        });
-        while (inFlight.size >= limit) await Promise.race(inFlight);
+        await queue.add(`${event.namespace}/${event.profileId}`, () => apply(deps, event, message));
       }
       // Drain: the events in hand are applied (and acked) before the connections close.
-      await Promise.all(inFlight);
+      await queue.drain();
     },
   };
 }

@@ -22,6 +22,7 @@ export class AckedPublisher {
   readonly #subscription: Subscription;
   readonly #sweep: NodeJS.Timeout;
   #next = 0;
+  #closed = false;
 
   constructor(nc: NatsConnection, timeoutMs = 5000) {
     this.#nc = nc;
@@ -43,6 +44,7 @@ export class AckedPublisher {
 
   /** Resolves once the stream stored the message (or knew its id already); rejects on an error or timeout. */
   publish(subject: string, data: string, messageId: string): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error("JetStream publish failed: publisher closed"));
     const token = (this.#next++).toString(36);
     const header = headers();
     header.set("Nats-Msg-Id", messageId);
@@ -59,6 +61,7 @@ export class AckedPublisher {
 
   /** Rejects what still waits and stops listening. */
   close(): void {
+    this.#closed = true;
     clearInterval(this.#sweep);
     this.#subscription.unsubscribe();
     this.#expire(Number.POSITIVE_INFINITY, "publisher closed");
