@@ -64,23 +64,26 @@ local function decide(prefix, now, holdUntil, rule, key, profileId, automation, 
     return {'skip', skip}
   end
   local grace, capMax, capWindow = rule.graceMs, rule.capMax, rule.capWindowMs
-  local graceKey = prefix .. 'grace:' .. automation .. ':' .. profileId
+  local graceKey, capKey
   -- The record holds the end of the period, compared with the caller's clock (tests move it); its
   -- TTL only cleans up.
-  if grace > 0 and tonumber(redis.call('GET', graceKey) or '0') > now then
-    finalize(prefix, key, profileId, automation, 'skipped:grace')
-    return {'skip', 'grace'}
+  if grace > 0 then
+    graceKey = prefix .. 'grace:' .. automation .. ':' .. profileId
+    if tonumber(redis.call('GET', graceKey) or '0') > now then
+      finalize(prefix, key, profileId, automation, 'skipped:grace')
+      return {'skip', 'grace'}
+    end
   end
-  local capKey = prefix .. 'cap:' .. automation .. ':' .. profileId
   if capMax > 0 then
+    capKey = prefix .. 'cap:' .. automation .. ':' .. profileId
     redis.call('ZREMRANGEBYSCORE', capKey, '-inf', now - capWindow)
     if redis.call('ZCARD', capKey) >= capMax then
       finalize(prefix, key, profileId, automation, 'skipped:capping')
       return {'skip', 'capping'}
     end
   end
-  if grace > 0 then redis.call('SET', graceKey, tostring(now + grace), 'PX', grace + 60000) end
-  if capMax > 0 then
+  if graceKey then redis.call('SET', graceKey, tostring(now + grace), 'PX', grace + 60000) end
+  if capKey then
     redis.call('ZADD', capKey, now, key)
     redis.call('PEXPIRE', capKey, capWindow)
   end
