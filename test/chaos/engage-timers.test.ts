@@ -342,6 +342,22 @@ function peakPerSecond(times: readonly number[]): number {
   return peak;
 }
 
+/** For each second after `fromMs`, the worst createdAt - max(due, fromMs) of the fires in it: where a run fell behind. */
+function latenessBySecond(
+  due: ReadonlyMap<string, number>,
+  fires: ReadonlyMap<string, Fire[]>,
+  fromMs: number,
+): string {
+  const worst: number[] = [];
+  for (const [key, dueMs] of due) {
+    const created = fires.get(key)?.[0]?.createdMs;
+    if (created === undefined || created < fromMs) continue;
+    const second = Math.floor((created - fromMs) / 1000);
+    worst[second] = Math.max(worst[second] ?? 0, created - Math.max(dueMs, fromMs));
+  }
+  return Array.from({ length: worst.length }, (_, second) => (worst[second] ?? 0).toFixed(0)).join(" ");
+}
+
 async function awaitAllFired(reader: Reader, ms: number): Promise<string> {
   return waitUntil(async () => reader.fires.size >= TIMERS, { timeoutMs: ms, intervalMs: 100 });
 }
@@ -445,6 +461,10 @@ describe("engage timers under a process crash", () => {
         `engage-2 fired ${afterBack.length} timers, the last ${seconds(lastFire - backAt)} s after readiness, ` +
           `at most ${peak}/s (fires in one second); createdAt to read by the test: ${summary(transit)}`,
       );
+      t.diagnostic(
+        `worst lateness past due by second after readiness (ms): ${latenessBySecond(due, reader.fires, backAt)}`,
+      );
+      if (second.output().trim() !== "") t.diagnostic(`engage-2 said: ${second.output().trim().slice(-600)}`);
       t.diagnostic(
         `RELAIS_SENDS: ${published} messages for ${reader.fires.size} instances (duplicates ${published - reader.fires.size}); ` +
           `counters ${JSON.stringify(stats)}; total ${seconds(allFiredAt - started)} s, ` +

@@ -8,6 +8,10 @@
 import { createInbox, headers } from "@nats-io/transport-node";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 
+const OPEN_BRACE = "{".charCodeAt(0);
+const LETTER_S = "s".charCodeAt(0);
+const LETTER_T = "t".charCodeAt(0);
+
 interface Waiting {
   resolve: () => void;
   reject: (error: Error) => void;
@@ -74,6 +78,13 @@ export class AckedPublisher {
     this.#waiting.delete(token);
     if (message.headers?.hasError === true) {
       waiting.reject(new Error(`JetStream publish failed: ${message.headers.code} ${message.headers.description}`));
+      return;
+    }
+    // A PubAck is {"stream":...}; an error comes first in the body ({"error":...}). Most answers
+    // are acks: tell them by their first bytes, without decoding and parsing JSON.
+    const data = message.data;
+    if (data[0] === OPEN_BRACE && data[2] === LETTER_S && data[3] === LETTER_T) {
+      waiting.resolve();
       return;
     }
     try {
