@@ -579,7 +579,7 @@ async function openEngage(context: Context, label: string, automations: readonly
     redis,
     now: Date.now,
     log,
-    publish: (subject, job) => publisher.publish(subject, JSON.stringify(job), sendMessageId(job.namespace, job.id)),
+    publish: (subject, job) => publisher.publish(subject, job.json, sendMessageId(job.namespace, job.id)),
   });
   const metrics = createEngageMetrics();
   const timers = new TimerPoller({ engine, store, namespaces: () => registry.namespaces(), now: Date.now, log });

@@ -276,6 +276,25 @@ describe("suspend, edits and erasure", () => {
     assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 
+  it("fires an instance stored before instances kept their trigger apart", async (t) => {
+    const f = await engageFixture(t, stack);
+    f.automation("cart", abandonedCart());
+    await customer(f, "old");
+    await f.event("old", "cart_updated", { cartId: "o1", itemCount: 1 });
+    // Rewrite the instance as earlier versions stored it: one JSON field holding the trigger.
+    const [instance] = await f.store.instancesOf(f.namespace, "old");
+    assert.ok(instance);
+    const key = `relais:{${f.namespace}}:i:${instance.key}`;
+    await f.redis.del(key);
+    await f.redis.hset(key, "json", JSON.stringify(instance));
+    assert.deepEqual((await f.store.instancesOf(f.namespace, "old"))[0]?.trigger, instance.trigger);
+    await f.advance(48 * HOUR);
+    const [job] = await f.sends();
+    assert.equal((job?.event as { attributes: { cartId: string } } | undefined)?.attributes.cartId, "o1");
+    assert.deepEqual(await f.stats("cart"), { triggered: 1, waiting: 0, sent: 1 });
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
+  });
+
   it("removes an erased profile's waiting instances", async (t) => {
     const f = await engageFixture(t, stack);
     f.automation("cart", abandonedCart());

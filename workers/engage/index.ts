@@ -9,9 +9,9 @@ export { AckedPublisher } from "./jetstream.ts";
 export { runEngage, watchAutomations } from "./main.ts";
 export { createEngageMetrics, registerAutomationMetrics } from "./metrics.ts";
 
-export type { DueBatch, EngineDeps, FireSummary } from "./automations/engine.ts";
+export type { DueBatch, EncodedSendJob, EngineDeps, FireSummary } from "./automations/engine.ts";
 export type { CompiledAutomation } from "./automations/registry.ts";
-export type { FireDecision, FireRule, Instance } from "./automations/store.ts";
+export type { FireDecision, FiredInstance, FireRule, Instance } from "./automations/store.ts";
 export type { EngageConfig } from "./config.ts";
 export type { EngageOverrides } from "./main.ts";
 export type { EngageMetrics } from "./metrics.ts";

@@ -112,7 +112,7 @@ export async function runEngage(
     redis,
     now,
     log,
-    publish: (subject, job) => publisher.publish(subject, JSON.stringify(job), sendMessageId(job.namespace, job.id)),
+    publish: (subject, job) => publisher.publish(subject, job.json, sendMessageId(job.namespace, job.id)),
   });
   registerAutomationMetrics(metrics.registry, async () =>
     Promise.all(

@@ -9,18 +9,25 @@ import { AutomationCounterFields, ERASE_EVENT, RedisKeys, Subjects } from "#runt
 import type { EventMessage, Logger, SendJob } from "#runtime";
 import type { AutomationRegistry, CompiledAutomation } from "./registry.ts";
 import { instanceKey } from "./store.ts";
-import type { AutomationStore, FireRule, Instance, PushEndpoint } from "./store.ts";
+import type { AutomationStore, FiredInstance, FireRule, Instance, PushEndpoint } from "./store.ts";
 
 export interface EngineDeps {
   registry: AutomationRegistry;
   store: AutomationStore;
   redis: Redis;
-  /** Publishes a send job; resolves once JetStream stored it (msgID = job id). */
-  publish: (subject: string, job: SendJob) => Promise<void>;
+  /** Publishes a send job; resolves once JetStream stored it (msgID: sendMessageId(namespace, id)). */
+  publish: (subject: string, job: EncodedSendJob) => Promise<void>;
   now: () => number;
   log: Logger;
   /** Publishes awaited together (default 500): a fire never waits on them one by one. */
   publishWindow?: number;
+}
+
+/** A send job as published: its id and namespace (for the Nats-Msg-Id), and its JSON (a SendJob). */
+export interface EncodedSendJob {
+  id: string;
+  namespace: string;
+  json: string;
 }
 
 /** What firing a batch came to. */
@@ -39,7 +46,7 @@ export interface DueBatch {
 
 /** A reserved instance and what its send needs. */
 interface Send {
-  instance: Instance;
+  instance: FiredInstance;
   automation: CompiledAutomation;
   endpoints: PushEndpoint[];
 }
@@ -192,7 +199,8 @@ export class AutomationEngine {
     // Due now: created and decided in one script; a replayed event finds it and does nothing.
     const { decision } = await store.schedule(event.namespace, instance, { nowMs, rule: fireRule(automation) });
     if (decision?.kind !== "send") return;
-    const sent = await this.#publish(event.namespace, [{ instance, automation, endpoints: decision.endpoints }]);
+    const fired = { ...instance, triggerJson: JSON.stringify(event) };
+    const sent = await this.#publish(event.namespace, [{ instance: fired, automation, endpoints: decision.endpoints }]);
     if (sent.length === 0) throw new Error(`the send job of ${instance.key} was not published`);
     await store.done(event.namespace, sent);
   }
@@ -257,7 +265,11 @@ export class AutomationEngine {
       const instance = instances[index];
       const automation = instance === undefined ? undefined : automations.get(instance.automation);
       if (decision.kind === "send" && instance !== undefined && automation !== undefined)
-        sends.push({ instance, automation, endpoints: decision.endpoints });
+        sends.push({
+          instance: { ...instance, triggerJson: JSON.stringify(instance.trigger) },
+          automation,
+          endpoints: decision.endpoints,
+        });
     });
     return this.#sendAndEnd(namespace, sends);
   }
@@ -270,7 +282,7 @@ export class AutomationEngine {
   }
 
   /** Publishes the sends' jobs in windows of concurrent publishes; resolves with the instances fully published. */
-  async #publish(namespace: string, sends: readonly Send[]): Promise<Instance[]> {
+  async #publish(namespace: string, sends: readonly Send[]): Promise<FiredInstance[]> {
     const createdAt = new Date(this.#deps.now()).toISOString();
     const jobs = sends.flatMap((send) => this.#jobs(namespace, send, createdAt).map((job) => ({ send, job })));
     const window = this.#deps.publishWindow ?? 500;
@@ -279,7 +291,9 @@ export class AutomationEngine {
     for (let start = 0; start < jobs.length; start += window) {
       const slice = jobs.slice(start, start + window);
       const results = await Promise.allSettled(
-        slice.map(({ job }) => this.#deps.publish(Subjects.send(namespace, job.sender), job)),
+        slice.map(({ job, send }) =>
+          this.#deps.publish(Subjects.send(namespace, send.automation.spec.senderRef.name), job),
+        ),
       );
       results.forEach((result, index) => {
         const entry = slice[index];
@@ -297,20 +311,27 @@ export class AutomationEngine {
     return sends.filter((send) => !failed.has(send)).map((send) => send.instance);
   }
 
-  /** The send jobs of a reserved instance: one email, or one per push subscription. */
-  #jobs(namespace: string, send: Send, createdAt: string): SendJob[] {
+  /**
+   * The send jobs of a reserved instance: one email, or one per push subscription. The trigger's
+   * JSON, as stored, goes in as the job's `event` without a parse and a stringify.
+   */
+  #jobs(namespace: string, send: Send, createdAt: string): EncodedSendJob[] {
     const { instance, automation, endpoints } = send;
-    const base: Omit<SendJob, "id"> = {
+    const base: Omit<SendJob, "id" | "event"> = {
       namespace,
       sender: automation.spec.senderRef.name,
       profileId: instance.profileId,
       source: { kind: "Automation", name: automation.name, runId: instance.key },
       transactional: automation.spec.subscription === "all",
-      event: instance.trigger,
       createdAt,
     };
-    if (automation.spec.message.email !== undefined) return [{ ...base, id: `${instance.key}|send` }];
-    return endpoints.map(({ field, endpoint }) => ({ ...base, id: `${instance.key}|send|${field}`, endpoint }));
+    const encode = (job: Omit<SendJob, "event">): EncodedSendJob => ({
+      id: job.id,
+      namespace,
+      json: `${JSON.stringify(job).slice(0, -1)},"event":${instance.triggerJson}}`,
+    });
+    if (automation.spec.message.email !== undefined) return [encode({ ...base, id: `${instance.key}|send` })];
+    return endpoints.map(({ field, endpoint }) => encode({ ...base, id: `${instance.key}|send|${field}`, endpoint }));
   }
 
   /** The profile as CEL filters see it: one HGETALL. */

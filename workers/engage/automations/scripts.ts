@@ -113,33 +113,35 @@ end
 `;
 
 /**
- * schedule: ARGV = prefix, key, profileId, automation, dueMs, instance JSON, and for an instance to
- * fire at once: nowMs, leaseMs, rule JSON. Creates the instance unless it exists (a replayed
- * trigger event): waiting in the timers, or, to fire now, leased (a crash before its send leaves
- * it to the poller once the lease ends) and decided as fire does. Returns {0} if it existed, {1}
- * if created, {1, decision} if created and fired.
+ * schedule: ARGV = prefix, key, profileId, automation, dueMs, instance JSON (without its trigger),
+ * trigger JSON, and for an instance to fire at once: nowMs, leaseMs, rule JSON. Creates the
+ * instance unless it exists (a replayed trigger event): waiting in the timers, or, to fire now,
+ * leased (a crash before its send leaves it to the poller once the lease ends) and decided as fire
+ * does. Returns {0} if it existed, {1} if created, {1, decision} if created and fired. The trigger
+ * is kept apart so a fire splices it into the send job as it is, without parsing it.
  */
 export const SCHEDULE = `${helpers}
-local prefix, key, profileId, automation, due, json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local prefix, key, profileId, automation, due, json, trigger = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local instance = prefix .. 'i:' .. key
 if redis.call('EXISTS', instance) == 1 then return {0} end
-redis.call('HSET', instance, 'json', json, 'automation', automation, 'profile', profileId)
+redis.call('HSET', instance, 'json', json, 'trigger', trigger, 'automation', automation, 'profile', profileId)
 redis.call('SADD', prefix .. 'pi:' .. profileId, key)
 local stats = prefix .. 'astats:' .. automation
 redis.call('HINCRBY', stats, 'triggered', 1)
 redis.call('HINCRBY', stats, 'waiting', 1)
-if ARGV[7] == nil then
+if ARGV[8] == nil then
   redis.call('ZADD', prefix .. 'timers', due, key)
   return {1}
 end
-local now, lease = tonumber(ARGV[7]), tonumber(ARGV[8])
+local now, lease = tonumber(ARGV[8]), tonumber(ARGV[9])
 redis.call('ZADD', prefix .. 'lease', now + lease, key)
-return {1, decide(prefix, now, now, cjson.decode(ARGV[9]), key, profileId, automation, nil)}
+return {1, decide(prefix, now, now, cjson.decode(ARGV[10]), key, profileId, automation, nil)}
 `;
 
 /**
  * claim: ARGV = prefix, nowMs, limit, leaseMs. Returns expired leases to the timers, then moves up
- * to `limit` due instances into the lease ZSET and returns {key, json} pairs (fire decides them).
+ * to `limit` due instances into the lease ZSET and returns {json, trigger} pairs (fire decides them;
+ * trigger is '' for an instance whose json holds it).
  */
 export const CLAIM = `${helpers}
 local prefix, now, limit, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -148,11 +150,11 @@ requeueExpired(prefix, now, limit, lease)
 local result = {}
 for _, key in ipairs(redis.call('ZRANGEBYSCORE', timers, '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', timers, key)
-  local json = redis.call('HGET', prefix .. 'i:' .. key, 'json')
-  if json then
+  local fields = redis.call('HMGET', prefix .. 'i:' .. key, 'json', 'trigger')
+  if fields[1] then
     redis.call('ZADD', leases, now + lease, key)
-    table.insert(result, key)
-    table.insert(result, json)
+    table.insert(result, fields[1])
+    table.insert(result, fields[2] or '')
   end
 end
 return result
@@ -161,7 +163,8 @@ return result
 /**
  * claimFire: ARGV = prefix, nowMs, limit, leaseMs, holdUntilMs, rules JSON ({automation: rule} of
  * every automation of the namespace). Claims up to `limit` due instances as claim does and decides
- * each as fire does, in the same script: one {json, decision...} per claimed instance.
+ * each as fire does, in the same script: one {key, automation, profileId, trigger JSON,
+ * decision...} per claimed instance.
  */
 export const CLAIM_FIRE = `${helpers}
 local prefix, now, limit, lease, holdUntil = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -174,12 +177,13 @@ if #keys == 0 then return {} end
 redis.call('ZREM', timers, unpack(keys))
 local claimed, leased = {}, {}
 for _, key in ipairs(keys) do
-  local fields = redis.call('HMGET', prefix .. 'i:' .. key, 'json', 'reserved', 'automation', 'profile')
+  -- json, reserved, automation, profile, trigger
+  local fields = redis.call('HMGET', prefix .. 'i:' .. key, 'json', 'reserved', 'automation', 'profile', 'trigger')
   if fields[1] then
     if not fields[3] then
-      -- Written before instances kept these fields.
+      -- Written before instances kept these fields apart.
       local instance = cjson.decode(fields[1])
-      fields[3], fields[4] = instance.automation, instance.profileId
+      fields[3], fields[4], fields[5] = instance.automation, instance.profileId, cjson.encode(instance.trigger)
     end
     table.insert(claimed, {key, fields})
     table.insert(leased, now + lease)
@@ -191,8 +195,7 @@ local result = {}
 for _, entry in ipairs(claimed) do
   local key, fields = entry[1], entry[2]
   local decision = decide(prefix, now, holdUntil, rules[fields[3]], key, fields[4], fields[3], fields[2])
-  table.insert(decision, 1, fields[1])
-  table.insert(result, decision)
+  table.insert(result, {key, fields[3], fields[4], fields[5], unpack(decision)})
 end
 return result
 `;
@@ -265,15 +268,15 @@ end
 return count
 `;
 
-/** instances: ARGV = prefix, profileId. The profile's instances as {key, json} pairs. */
+/** instances: ARGV = prefix, profileId. The profile's instances as {json, trigger} pairs (as claim). */
 export const INSTANCES = `
 local prefix, profileId = ARGV[1], ARGV[2]
 local result = {}
 for _, key in ipairs(redis.call('SMEMBERS', prefix .. 'pi:' .. profileId)) do
-  local json = redis.call('HGET', prefix .. 'i:' .. key, 'json')
-  if json then
-    table.insert(result, key)
-    table.insert(result, json)
+  local fields = redis.call('HMGET', prefix .. 'i:' .. key, 'json', 'trigger')
+  if fields[1] then
+    table.insert(result, fields[1])
+    table.insert(result, fields[2] or '')
   else
     redis.call('SREM', prefix .. 'pi:' .. profileId, key)
   end

@@ -18,6 +18,17 @@ export interface Instance {
   dueMs: number;
 }
 
+/**
+ * A claimed instance as the fire path needs it: its trigger stays the JSON text kept in Redis,
+ * spliced into the send job without being parsed.
+ */
+export interface FiredInstance {
+  key: string;
+  automation: string;
+  profileId: string;
+  triggerJson: string;
+}
+
 /** What the fire script needs to know of an automation to decide its due instances. */
 export interface FireRule {
   graceMs: number;
@@ -91,8 +102,15 @@ function rulesJson(rules: ReadonlyMap<string, FireRule>): string {
   return JSON.stringify(Object.fromEntries(rules));
 }
 
+/** An instance from its stored {json, trigger} (trigger '' when json holds it: older instances). */
+function instanceOf(json: string, trigger: string): Instance {
+  const instance = JSON.parse(json) as Instance;
+  if (trigger !== "") instance.trigger = JSON.parse(trigger) as Instance["trigger"];
+  return instance;
+}
+
 /** (key, profileId, automation) per instance, as fire and done take them. */
-function triples(instances: readonly Instance[]): string[] {
+function triples(instances: readonly Pick<Instance, "key" | "profileId" | "automation">[]): string[] {
   return instances.flatMap((instance) => [instance.key, instance.profileId, instance.automation]);
 }
 
@@ -126,13 +144,15 @@ export class AutomationStore {
     instance: Instance,
     fireNow?: { nowMs: number; rule: FireRule },
   ): Promise<{ created: boolean; decision?: FireDecision }> {
+    const { trigger, ...rest } = instance;
     const args: (string | number)[] = [
       prefixOf(namespace),
       instance.key,
       instance.profileId,
       instance.automation,
       instance.dueMs,
-      JSON.stringify(instance),
+      JSON.stringify(rest),
+      JSON.stringify(trigger),
     ];
     if (fireNow !== undefined) args.push(fireNow.nowMs, LEASE_MS, JSON.stringify(fireNow.rule));
     const [created, reply] = (await this.#script("SCHEDULE", ...args)) as [number, string[] | undefined];
@@ -142,7 +162,7 @@ export class AutomationStore {
   /** Claims up to `limit` due instances (and re-claims instances whose worker died). */
   async claimDue(namespace: string, nowMs: number, limit: number): Promise<Instance[]> {
     const flat = (await this.#script("CLAIM", prefixOf(namespace), nowMs, limit, LEASE_MS)) as string[];
-    return pairs(flat).map(([, json]) => JSON.parse(json) as Instance);
+    return pairs(flat).map(([json, trigger]) => instanceOf(json, trigger));
   }
 
   /**
@@ -153,7 +173,7 @@ export class AutomationStore {
     namespace: string,
     limit: number,
     input: FireInput,
-  ): Promise<{ instance: Instance; decision: FireDecision }[]> {
+  ): Promise<{ instance: FiredInstance; decision: FireDecision }[]> {
     const replies = (await this.#script(
       "CLAIM_FIRE",
       prefixOf(namespace),
@@ -163,8 +183,8 @@ export class AutomationStore {
       input.holdUntilMs,
       rulesJson(input.rules),
     )) as string[][];
-    return replies.map(([json = "", ...reply]) => ({
-      instance: JSON.parse(json) as Instance,
+    return replies.map(([key = "", automation = "", profileId = "", triggerJson = "", ...reply]) => ({
+      instance: { key, automation, profileId, triggerJson },
       decision: decision(reply),
     }));
   }
@@ -194,7 +214,10 @@ export class AutomationStore {
   }
 
   /** Ends instances whose send jobs are published (counted as sent). */
-  async done(namespace: string, instances: readonly Instance[]): Promise<void> {
+  async done(
+    namespace: string,
+    instances: readonly Pick<Instance, "key" | "profileId" | "automation">[],
+  ): Promise<void> {
     if (instances.length === 0) return;
     await this.#script("DONE", prefixOf(namespace), ...triples(instances));
   }
@@ -208,7 +231,7 @@ export class AutomationStore {
   /** The profile's live instances. */
   async instancesOf(namespace: string, profileId: string): Promise<Instance[]> {
     const flat = (await this.#script("INSTANCES", prefixOf(namespace), profileId)) as string[];
-    return pairs(flat).map(([, json]) => JSON.parse(json) as Instance);
+    return pairs(flat).map(([json, trigger]) => instanceOf(json, trigger));
   }
 
   /** The automation's counter hash as stored (see readAutomationCounters for the typed view). */
