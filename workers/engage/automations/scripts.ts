@@ -200,12 +200,21 @@ end
 return result
 `;
 
-/** renew: ARGV = prefix, untilMs, then keys. Extends the leases of instances still being fired. */
+/**
+ * renew: ARGV = prefix, untilMs, then keys. Extends the leases of instances still being fired (ZADD
+ * XX: an instance no longer leased stays out), 1,000 keys per command.
+ */
 export const RENEW = `
-local prefix, untilMs = ARGV[1], tonumber(ARGV[2])
+local prefix, untilMs = ARGV[1], ARGV[2]
 local leases = prefix .. 'lease'
+local args = {}
 for i = 3, #ARGV do
-  if redis.call('ZSCORE', leases, ARGV[i]) then redis.call('ZADD', leases, untilMs, ARGV[i]) end
+  table.insert(args, untilMs)
+  table.insert(args, ARGV[i])
+  if #args == 2000 or i == #ARGV then
+    redis.call('ZADD', leases, 'XX', unpack(args))
+    args = {}
+  end
 end
 return #ARGV - 2
 `;

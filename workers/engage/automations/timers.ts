@@ -6,7 +6,7 @@
 // A Runnable; `tick` is exposed for tests that drive time themselves.
 import type { Logger, Runnable } from "#runtime";
 import type { AutomationEngine } from "./engine.ts";
-import { LEASE_RENEW_MS } from "./store.ts";
+import { LEASE_MS, LEASE_RENEW_MS } from "./store.ts";
 import type { AutomationStore } from "./store.ts";
 
 export interface TimerDeps {
@@ -27,8 +27,8 @@ export interface TimerDeps {
 
 export class TimerPoller implements Runnable {
   readonly #deps: TimerDeps;
-  /** Instances claimed and not yet fired, by namespace: their leases are renewed. */
-  readonly #open = new Map<string, Set<string>>();
+  /** Batches claimed and not yet sent, by namespace, with their claim time: their leases are renewed. */
+  readonly #open = new Map<string, Map<readonly string[], number>>();
 
   constructor(deps: TimerDeps) {
     this.#deps = deps;
@@ -53,7 +53,7 @@ export class TimerPoller implements Runnable {
   async #drain(namespace: string): Promise<number> {
     const batch = Math.min(this.#deps.batchSize ?? 1000, 2000);
     const concurrency = this.#deps.concurrency ?? 4;
-    const open = new Set<string>();
+    const open = new Map<readonly string[], number>();
     this.#open.set(namespace, open);
     const inFlight = new Set<Promise<void>>();
     let fired = 0;
@@ -61,7 +61,7 @@ export class TimerPoller implements Runnable {
       for (;;) {
         const { keys, sending } = await this.#deps.engine.fireDue(namespace, batch);
         if (keys.length === 0) break;
-        for (const key of keys) open.add(key);
+        open.set(keys, this.#deps.now());
         const firing = sending
           .then(
             () => undefined,
@@ -71,7 +71,7 @@ export class TimerPoller implements Runnable {
             },
           )
           .finally(() => {
-            for (const key of keys) open.delete(key);
+            open.delete(keys);
             inFlight.delete(firing);
           });
         inFlight.add(firing);
@@ -87,9 +87,20 @@ export class TimerPoller implements Runnable {
     return fired;
   }
 
+  /** Renews the batches whose lease could end before the next renewal; most are sent well before. */
   #renew(): void {
+    const now = this.#deps.now();
     for (const [namespace, open] of this.#open) {
-      void this.#deps.store.renew(namespace, [...open], this.#deps.now()).catch(() => undefined);
+      const keys = [...open].filter(([, claimedAt]) => now - claimedAt >= LEASE_MS - 2 * LEASE_RENEW_MS);
+      if (keys.length === 0) continue;
+      for (const [batch] of keys) open.set(batch, now);
+      void this.#deps.store
+        .renew(
+          namespace,
+          keys.flatMap(([batch]) => batch),
+          now,
+        )
+        .catch(() => undefined);
     }
   }
 
