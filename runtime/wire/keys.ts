@@ -39,6 +39,13 @@ export const RedisKeys = {
   sendRecord: (namespace: string, sendId: string): string => `${prefix(namespace)}send:${sendId}`,
   /** ZSET instance -> due time (ms): automation instances waiting for their timer. */
   timers: (namespace: string): string => `${prefix(namespace)}timers`,
+  /** ZSET instance -> lease expiry (ms): automation instances being fired by a worker. */
+  timerLeases: (namespace: string): string => `${prefix(namespace)}lease`,
+  /**
+   * HASH of an Automation's counters, moved by the engine's scripts with the decisions they count
+   * (fields in AutomationCounterFields; read them with readAutomationCounters).
+   */
+  automationCounters: (namespace: string, automation: string): string => `${prefix(namespace)}astats:${automation}`,
   /** STRING with a TTL: marks an event id as recorded in profile history. */
   eventSeen: (namespace: string, eventId: string): string => `${prefix(namespace)}evseen:${eventId}`,
   // Campaigns (workers/engage/campaigns; read by the operator and ingest through runtime/wire/campaigns.ts).

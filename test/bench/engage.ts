@@ -36,6 +36,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Redis } from "ioredis";
 import { automationSpecSchema } from "#crds";
 import {
+  AckedPublisher,
   AutomationEngine,
   AutomationRegistry,
   AutomationStore,
@@ -571,15 +572,14 @@ async function openEngage(context: Context, label: string, automations: readonly
   const registry = new AutomationRegistry();
   for (const automation of automations) registry.put(automation);
   const store = new AutomationStore(redis);
+  const publisher = new AckedPublisher(nc);
   const engine = new AutomationEngine({
     registry,
     store,
     redis,
     now: Date.now,
     log,
-    publish: async (subject, job) => {
-      await js.publish(subject, JSON.stringify(job), { msgID: sendMessageId(job.namespace, job.id) });
-    },
+    publish: (subject, job) => publisher.publish(subject, job.json, sendMessageId(job.namespace, job.id)),
   });
   const metrics = createEngageMetrics();
   const timers = new TimerPoller({ engine, store, namespaces: () => registry.namespaces(), now: Date.now, log });
@@ -606,6 +606,7 @@ async function openEngage(context: Context, label: string, automations: readonly
     async stop() {
       abort.abort();
       const stopped = await bounded(running ?? Promise.resolve(), 30_000);
+      publisher.close();
       await nc.drain().catch(() => undefined);
       await redis.quit().catch(() => undefined);
       return stopped;

@@ -347,7 +347,8 @@ class RedisBackend implements Backend {
   }
 
   async schedule(instance: Instance): Promise<void> {
-    if (!(await this.#store.schedule(NAMESPACE, instance))) throw new Error(`timer ${instance.key} existed already`);
+    if (!(await this.#store.schedule(NAMESPACE, instance)).created)
+      throw new Error(`timer ${instance.key} existed already`);
   }
 
   async startFiring(onFire: FireHandler): Promise<() => Promise<void>> {
@@ -367,8 +368,8 @@ class RedisBackend implements Backend {
           const due = await this.#store.claimDue(NAMESPACE, Date.now(), CLAIM_BATCH);
           const seen = Date.now();
           for (const instance of due) onFire(instance.key, instance.dueMs, seen, undefined);
-          // Relais fires each (guard, send job, done); here only done ends the instance.
-          await Promise.all(due.map((instance) => this.#store.done(NAMESPACE, instance)));
+          // Relais fires the batch (decide, send jobs, done); here only done ends the instances.
+          await this.#store.done(NAMESPACE, due);
           if (due.length < CLAIM_BATCH) break;
         }
       } catch {

@@ -45,6 +45,7 @@ describe("abandoned cart", () => {
     assert.deepEqual(job.source, { kind: "Automation", name: "cart", runId: "cart|ann|ev-1" });
     assert.equal((job.event as { attributes: { cartId: string } }).attributes.cartId, "c1");
     assert.deepEqual(await f.stats("cart"), { triggered: 1, waiting: 0, sent: 1 });
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 
   it("is cancelled by a purchase of the same cart, not by a purchase of another", async (t) => {
@@ -63,6 +64,7 @@ describe("abandoned cart", () => {
       ["cat"],
     );
     assert.equal((await f.stats("cart")).cancelled, 1);
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 
   it("is not triggered when the filter does not hold, and counts it", async (t) => {
@@ -74,6 +76,7 @@ describe("abandoned cart", () => {
     await f.advance(3 * DAY);
     assert.deepEqual(await f.sends(), []);
     assert.deepEqual(await f.stats("cart"), { filteredOut: 2 });
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 
   it("lets a cancel that arrives just before the timer fires win, even once the timer is claimed", async (t) => {
@@ -95,6 +98,7 @@ describe("abandoned cart", () => {
     for (const instance of claimed) await f.engine.fire(f.namespace, instance);
     assert.deepEqual(await f.sends(), []);
     assert.equal((await f.stats("cart")).cancelled, 2);
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 
   it("starts one instance however often the triggering event is replayed", async (t) => {
@@ -106,6 +110,7 @@ describe("abandoned cart", () => {
     await f.advance(2 * DAY);
     assert.equal((await f.sends()).length, 1);
     assert.equal((await f.stats("cart")).triggered, 1);
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 });
 
@@ -121,6 +126,7 @@ describe("grace period and capping", () => {
     await f.event("hal", "cart_updated", { cartId: "3", itemCount: 1 });
     assert.equal((await f.sends()).length, 2);
     assert.equal((await f.stats("cart"))["skipped:grace"], 1);
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 
   it("caps messages per window, and allows more once the window slides", async (t) => {
@@ -141,6 +147,7 @@ describe("grace period and capping", () => {
     await f.event("ida", "product_viewed", { sku: 9 });
     assert.equal((await f.sends()).length, 3);
     assert.equal((await f.stats("viewed"))["skipped:capping"], 2);
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 });
 
@@ -163,6 +170,7 @@ describe("waiting until a date in the event", () => {
     f.clock.now = Date.parse("2026-12-02T15:00:00Z");
     assert.equal(await f.timers.tick(), 1);
     assert.equal((await f.sends()).length, 1);
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 
   it("skips a date already past by default, counted, and sends at once when told to", async (t) => {
@@ -178,6 +186,16 @@ describe("waiting until a date in the event", () => {
     assert.equal((await f.stats("reminder"))["skipped:past_date"], 1);
     await f.event("kim", "appointment_booked", { note: "no date" });
     assert.equal((await f.stats("reminder"))["skipped:no_date"], 1);
+    assert.deepEqual(await f.counters("reminder"), {
+      triggered: 0,
+      filteredOut: 0,
+      waiting: 0,
+      cancelled: 0,
+      erased: 0,
+      sent: 0,
+      skipped: { past_date: 1, no_date: 1 },
+    });
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 });
 
@@ -204,6 +222,16 @@ describe("subscription and suppression", () => {
     assert.equal((await f.stats("marketing"))["skipped:opt_out"], 1);
     assert.equal((await f.stats("marketing"))["skipped:suppressed"], 1);
     assert.equal((await f.stats("receipt"))["skipped:suppressed"], 1);
+    assert.deepEqual(await f.counters("marketing"), {
+      triggered: 2,
+      filteredOut: 0,
+      waiting: 0,
+      cancelled: 0,
+      erased: 0,
+      sent: 0,
+      skipped: { opt_out: 1, suppressed: 1 },
+    });
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 });
 
@@ -225,6 +253,7 @@ describe("suspend, edits and erasure", () => {
       (await f.sends()).map((job) => job.profileId),
       ["lea"],
     );
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 
   it("sends waiting instances with the automation's current rules when it is edited, and drops them when it is deleted", async (t) => {
@@ -244,6 +273,26 @@ describe("suspend, edits and erasure", () => {
     await f.advance(3 * DAY);
     assert.equal((await f.sends()).length, 1);
     assert.equal((await f.stats("other"))["skipped:automation_deleted"], 1);
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
+  });
+
+  it("fires an instance stored before instances kept their trigger apart", async (t) => {
+    const f = await engageFixture(t, stack);
+    f.automation("cart", abandonedCart());
+    await customer(f, "old");
+    await f.event("old", "cart_updated", { cartId: "o1", itemCount: 1 });
+    // Rewrite the instance as earlier versions stored it: one JSON field holding the trigger.
+    const [instance] = await f.store.instancesOf(f.namespace, "old");
+    assert.ok(instance);
+    const key = `relais:{${f.namespace}}:i:${instance.key}`;
+    await f.redis.del(key);
+    await f.redis.hset(key, "json", JSON.stringify(instance));
+    assert.deepEqual((await f.store.instancesOf(f.namespace, "old"))[0]?.trigger, instance.trigger);
+    await f.advance(48 * HOUR);
+    const [job] = await f.sends();
+    assert.equal((job?.event as { attributes: { cartId: string } } | undefined)?.attributes.cartId, "o1");
+    assert.deepEqual(await f.stats("cart"), { triggered: 1, waiting: 0, sent: 1 });
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 
   it("removes an erased profile's waiting instances", async (t) => {
@@ -255,5 +304,6 @@ describe("suspend, edits and erasure", () => {
     await f.advance(3 * DAY);
     assert.deepEqual(await f.sends(), []);
     assert.deepEqual(await f.stats("cart"), { triggered: 1, waiting: 0, erased: 1 });
+    assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
 });

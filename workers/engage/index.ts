@@ -1,5 +1,5 @@
 // The front door of workers/engage: Automations and Campaigns.
-export { AutomationEngine, dueTime, durationMs } from "./automations/engine.ts";
+export { AutomationEngine, dueTime, durationMs, fireRule } from "./automations/engine.ts";
 export { AutomationRegistry, compileAutomation } from "./automations/registry.ts";
 export { AutomationStore, instanceKey, LEASE_MS } from "./automations/store.ts";
 export { TimerPoller } from "./automations/timers.ts";
@@ -13,6 +13,7 @@ export { startCampaigns, systemClock } from "./campaigns/start.ts";
 export { CampaignStore } from "./campaigns/store.ts";
 export { engageConfigSchema, loadEngageConfig } from "./config.ts";
 export { eventsConsumer } from "./events.ts";
+export { AckedPublisher } from "./jetstream.ts";
 export { runEngage, watchAutomations } from "./main.ts";
 export { createEngageMetrics, registerAutomationMetrics } from "./metrics.ts";
 
@@ -21,9 +22,9 @@ export type { CampaignMetrics } from "./campaigns/metrics.ts";
 export type { Clock, PlanEnd } from "./campaigns/planner.ts";
 export type { CampaignRunnerDeps, CampaignRunnerOptions } from "./campaigns/runner.ts";
 export type { ScheduleState } from "./campaigns/schedule.ts";
-export type { EngineDeps } from "./automations/engine.ts";
+export type { DueBatch, EncodedSendJob, EngineDeps, FireSummary } from "./automations/engine.ts";
 export type { CompiledAutomation } from "./automations/registry.ts";
-export type { Instance } from "./automations/store.ts";
+export type { FireDecision, FiredInstance, FireRule, Instance } from "./automations/store.ts";
 export type { EngageConfig } from "./config.ts";
 export type { EngageOverrides } from "./main.ts";
 export type { EngageMetrics } from "./metrics.ts";

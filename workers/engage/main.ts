@@ -20,6 +20,7 @@ import { TimerPoller } from "./automations/timers.ts";
 import { loadEngageConfig } from "./config.ts";
 import { eventsConsumer } from "./events.ts";
 import { startCampaigns } from "./campaigns/start.ts";
+import { AckedPublisher } from "./jetstream.ts";
 import { createEngageMetrics, registerAutomationMetrics } from "./metrics.ts";
 
 /** Applies one KV entry of an Automation to the registry. */
@@ -104,6 +105,7 @@ export async function runEngage(
   const metrics = createEngageMetrics();
   let ready = false;
   const registry = new AutomationRegistry();
+  const publisher = new AckedPublisher(nc);
   const store = new AutomationStore(redis);
   const engine = new AutomationEngine({
     registry,
@@ -111,9 +113,7 @@ export async function runEngage(
     redis,
     now,
     log,
-    publish: async (subject, job) => {
-      await js.publish(subject, JSON.stringify(job), { msgID: sendMessageId(job.namespace, job.id) });
-    },
+    publish: (subject, job) => publisher.publish(subject, job.json, sendMessageId(job.namespace, job.id)),
   });
   registerAutomationMetrics(metrics.registry, async () =>
     Promise.all(
@@ -159,6 +159,7 @@ export async function runEngage(
     startCampaigns({ config, js, jsm, kv, redis, registry: metrics.registry, log, now }).run(signal),
   ]);
   await ops.close();
+  publisher.close();
   await nc.drain();
   await redis.quit();
 }

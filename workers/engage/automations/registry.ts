@@ -48,17 +48,35 @@ export function compileAutomation(
 
 export class AutomationRegistry {
   readonly #byKey = new Map<string, CompiledAutomation>();
-  #triggers = new Map<string, CompiledAutomation[]>();
-  #cancels = new Map<string, CompiledAutomation[]>();
+  readonly #triggers = new Map<string, CompiledAutomation[]>();
+  readonly #cancels = new Map<string, CompiledAutomation[]>();
+  /** Automations by namespace, then name: the timer poller visits these. */
+  readonly #namespaces = new Map<string, Map<string, CompiledAutomation>>();
 
+  /** Adds or replaces an automation: only its own index entries change. */
   put(automation: CompiledAutomation): void {
-    this.#byKey.set(`${automation.namespace}/${automation.name}`, automation);
-    this.#reindex();
+    const key = `${automation.namespace}/${automation.name}`;
+    const previous = this.#byKey.get(key);
+    if (previous !== undefined) this.#unindex(previous);
+    let namespace = this.#namespaces.get(automation.namespace);
+    if (namespace === undefined) {
+      namespace = new Map();
+      this.#namespaces.set(automation.namespace, namespace);
+    }
+    namespace.set(automation.name, automation);
+    this.#byKey.set(key, automation);
+    this.#index(automation);
   }
 
   remove(namespace: string, name: string): void {
-    this.#byKey.delete(`${namespace}/${name}`);
-    this.#reindex();
+    const key = `${namespace}/${name}`;
+    const previous = this.#byKey.get(key);
+    if (previous === undefined) return;
+    this.#byKey.delete(key);
+    this.#unindex(previous);
+    const left = this.#namespaces.get(namespace);
+    left?.delete(name);
+    if (left?.size === 0) this.#namespaces.delete(namespace);
   }
 
   /** Every automation, compiled or not. */
@@ -68,7 +86,12 @@ export class AutomationRegistry {
 
   /** Namespaces with at least one automation: the timer poller visits these. */
   namespaces(): string[] {
-    return [...new Set([...this.#byKey.values()].map((automation) => automation.namespace))];
+    return [...this.#namespaces.keys()];
+  }
+
+  /** The automations of `namespace`, compiled or not. */
+  inNamespace(namespace: string): Iterable<CompiledAutomation> {
+    return this.#namespaces.get(namespace)?.values() ?? [];
   }
 
   get(namespace: string, name: string): CompiledAutomation | undefined {
@@ -85,20 +108,34 @@ export class AutomationRegistry {
     return this.#cancels.get(`${namespace}/${event}`) ?? [];
   }
 
-  #reindex(): void {
-    const triggers = new Map<string, CompiledAutomation[]>();
-    const cancels = new Map<string, CompiledAutomation[]>();
-    const add = (index: Map<string, CompiledAutomation[]>, key: string, automation: CompiledAutomation) => {
-      const list = index.get(key) ?? [];
-      if (!list.includes(automation)) list.push(automation);
-      index.set(key, list);
+  /** The index keys of an automation: its trigger event, and each distinct cancel event. */
+  #keys(automation: CompiledAutomation): { triggers: string[]; cancels: string[] } {
+    if (automation.problems.length > 0) return { triggers: [], cancels: [] };
+    const of = (event: string) => `${automation.namespace}/${event}`;
+    return {
+      triggers: [of(automation.spec.trigger.event)],
+      cancels: [...new Set(automation.cancels.map((cancel) => of(cancel.event)))],
     };
-    for (const automation of this.#byKey.values()) {
-      if (automation.problems.length > 0) continue;
-      add(triggers, `${automation.namespace}/${automation.spec.trigger.event}`, automation);
-      for (const cancel of automation.cancels) add(cancels, `${automation.namespace}/${cancel.event}`, automation);
-    }
-    this.#triggers = triggers;
-    this.#cancels = cancels;
+  }
+
+  #index(automation: CompiledAutomation): void {
+    const { triggers, cancels } = this.#keys(automation);
+    // New arrays, never changed in place: an event being handled keeps the list it got.
+    const add = (index: Map<string, CompiledAutomation[]>, key: string) => {
+      index.set(key, [...(index.get(key) ?? []), automation]);
+    };
+    for (const key of triggers) add(this.#triggers, key);
+    for (const key of cancels) add(this.#cancels, key);
+  }
+
+  #unindex(automation: CompiledAutomation): void {
+    const { triggers, cancels } = this.#keys(automation);
+    const drop = (index: Map<string, CompiledAutomation[]>, key: string) => {
+      const list = (index.get(key) ?? []).filter((entry) => entry !== automation);
+      if (list.length === 0) index.delete(key);
+      else index.set(key, list);
+    };
+    for (const key of triggers) drop(this.#triggers, key);
+    for (const key of cancels) drop(this.#cancels, key);
   }
 }

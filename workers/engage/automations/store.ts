@@ -1,9 +1,10 @@
 // The automation engine's Redis side: instances, their timers and leases, grace and capping
-// records, and per-automation counters. Every call is one script, one round trip.
+// records, and per-automation counters. Every call is one script, one round trip; fire and done
+// take a whole claimed batch at once.
 import type { Redis } from "ioredis";
 import { RedisKeys } from "#runtime";
 import type { EventMessage } from "#runtime";
-import { CANCEL, CLAIM, DONE, GUARD, HOLD, INSTANCES, RENEW, SCHEDULE } from "./scripts.ts";
+import { CANCEL, CLAIM, CLAIM_FIRE, DONE, FIRE, INSTANCES, RENEW, SCHEDULE } from "./scripts.ts";
 
 type ScriptRunner = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
 
@@ -17,14 +18,48 @@ export interface Instance {
   dueMs: number;
 }
 
-export type GuardResult = { kind: "send" } | { kind: "skip"; reason: string } | { kind: "cancelled" };
+/**
+ * A claimed instance as the fire path needs it: its trigger stays the JSON text kept in Redis,
+ * spliced into the send job without being parsed.
+ */
+export interface FiredInstance {
+  key: string;
+  automation: string;
+  profileId: string;
+  triggerJson: string;
+}
 
-export interface GuardInput {
-  nowMs: number;
+/** What the fire script needs to know of an automation to decide its due instances. */
+export interface FireRule {
   graceMs: number;
-  capping: { max: number; windowMs: number } | undefined;
-  /** Skip decided before the guard (opt-out, suppression); the guard finalises it. */
-  skip: string | undefined;
+  /** 0: no capping. */
+  capMax: number;
+  capWindowMs: number;
+  /** A push message: the profile's push subscriptions are read, not its address. */
+  push: boolean;
+  /** Skip profiles that unsubscribed (false: transactional, sent to them too). */
+  optedIn: boolean;
+  suspended: boolean;
+}
+
+/** A push subscription as stored in the profile hash (its field without "w:", and the endpoint). */
+export interface PushEndpoint {
+  field: string;
+  endpoint: string;
+}
+
+export type FireDecision =
+  | { kind: "send"; endpoints: PushEndpoint[] }
+  | { kind: "skip"; reason: string }
+  | { kind: "held" }
+  | { kind: "cancelled" };
+
+export interface FireInput {
+  nowMs: number;
+  /** Where instances of a suspended automation go back to wait. */
+  holdUntilMs: number;
+  /** By automation name; an automation absent here was deleted. */
+  rules: ReadonlyMap<string, FireRule>;
 }
 
 /**
@@ -49,13 +84,43 @@ function pairs(flat: string[]): [string, string][] {
   return result;
 }
 
+function decision(reply: string[]): FireDecision {
+  const [kind, ...rest] = reply;
+  if (kind === "send")
+    return {
+      kind,
+      endpoints: pairs(rest).map(([field, json]) => ({
+        field,
+        endpoint: (JSON.parse(json) as { endpoint: string }).endpoint,
+      })),
+    };
+  if (kind === "skip") return { kind, reason: rest[0] ?? "" };
+  return kind === "held" ? { kind } : { kind: "cancelled" };
+}
+
+function rulesJson(rules: ReadonlyMap<string, FireRule>): string {
+  return JSON.stringify(Object.fromEntries(rules));
+}
+
+/** An instance from its stored {json, trigger} (trigger '' when json holds it: older instances). */
+function instanceOf(json: string, trigger: string): Instance {
+  const instance = JSON.parse(json) as Instance;
+  if (trigger !== "") instance.trigger = JSON.parse(trigger) as Instance["trigger"];
+  return instance;
+}
+
+/** (key, profileId, automation) per instance, as fire and done take them. */
+function triples(instances: readonly Pick<Instance, "key" | "profileId" | "automation">[]): string[] {
+  return instances.flatMap((instance) => [instance.key, instance.profileId, instance.automation]);
+}
+
 export class AutomationStore {
   readonly #redis: Redis;
   readonly #run: Record<string, ScriptRunner> = {};
 
   constructor(redis: Redis) {
     this.#redis = redis;
-    const scripts = { SCHEDULE, CLAIM, RENEW, HOLD, GUARD, DONE, CANCEL, INSTANCES };
+    const scripts = { SCHEDULE, CLAIM, CLAIM_FIRE, RENEW, FIRE, DONE, CANCEL, INSTANCES };
     for (const [name, lua] of Object.entries(scripts)) {
       const command = `relaisEngage${name}`;
       redis.defineCommand(command, { lua });
@@ -69,24 +134,59 @@ export class AutomationStore {
     return run(0, ...args);
   }
 
-  /** Creates a waiting instance; false when it exists already (the trigger was replayed). */
-  async schedule(namespace: string, instance: Instance): Promise<boolean> {
-    const created = await this.#script(
-      "SCHEDULE",
+  /**
+   * Creates a waiting instance; `created` is false when it exists already (the trigger was
+   * replayed). With `fireNow` (an instance due at once) it is created leased and decided in the
+   * same script: `decision` says whether to send it.
+   */
+  async schedule(
+    namespace: string,
+    instance: Instance,
+    fireNow?: { nowMs: number; rule: FireRule },
+  ): Promise<{ created: boolean; decision?: FireDecision }> {
+    const { trigger, ...rest } = instance;
+    const args: (string | number)[] = [
       prefixOf(namespace),
       instance.key,
       instance.profileId,
       instance.automation,
       instance.dueMs,
-      JSON.stringify(instance),
-    );
-    return created === 1;
+      JSON.stringify(rest),
+      JSON.stringify(trigger),
+    ];
+    if (fireNow !== undefined) args.push(fireNow.nowMs, LEASE_MS, JSON.stringify(fireNow.rule));
+    const [created, reply] = (await this.#script("SCHEDULE", ...args)) as [number, string[] | undefined];
+    return reply === undefined ? { created: created === 1 } : { created: created === 1, decision: decision(reply) };
   }
 
   /** Claims up to `limit` due instances (and re-claims instances whose worker died). */
   async claimDue(namespace: string, nowMs: number, limit: number): Promise<Instance[]> {
     const flat = (await this.#script("CLAIM", prefixOf(namespace), nowMs, limit, LEASE_MS)) as string[];
-    return pairs(flat).map(([, json]) => JSON.parse(json) as Instance);
+    return pairs(flat).map(([json, trigger]) => instanceOf(json, trigger));
+  }
+
+  /**
+   * Claims up to `limit` due instances and decides them in the same script (as fire does); `rules`
+   * holds every automation of the namespace. The timer poller's path: one script per batch.
+   */
+  async claimAndFire(
+    namespace: string,
+    limit: number,
+    input: FireInput,
+  ): Promise<{ instance: FiredInstance; decision: FireDecision }[]> {
+    const replies = (await this.#script(
+      "CLAIM_FIRE",
+      prefixOf(namespace),
+      input.nowMs,
+      limit,
+      LEASE_MS,
+      input.holdUntilMs,
+      rulesJson(input.rules),
+    )) as string[][];
+    return replies.map(([key = "", automation = "", profileId = "", triggerJson = "", ...reply]) => ({
+      instance: { key, automation, profileId, triggerJson },
+      decision: decision(reply),
+    }));
   }
 
   /** Extends the leases of instances this worker is still firing. */
@@ -95,30 +195,31 @@ export class AutomationStore {
     await this.#script("RENEW", prefixOf(namespace), nowMs + LEASE_MS, ...keys);
   }
 
-  async hold(namespace: string, key: string, dueMs: number): Promise<void> {
-    await this.#script("HOLD", prefixOf(namespace), key, dueMs);
-  }
-
-  async guard(namespace: string, instance: Instance, input: GuardInput): Promise<GuardResult> {
-    const result = (await this.#script(
-      "GUARD",
+  /**
+   * Decides claimed instances, one decision each in order: cancelled, held (suspended), skipped
+   * (ended and counted), or send (reserved: grace and capping recorded atomically, so two
+   * replicas cannot both pass them).
+   */
+  async fire(namespace: string, instances: readonly Instance[], input: FireInput): Promise<FireDecision[]> {
+    if (instances.length === 0) return [];
+    const replies = (await this.#script(
+      "FIRE",
       prefixOf(namespace),
-      instance.key,
-      instance.profileId,
-      instance.automation,
       input.nowMs,
-      input.graceMs,
-      input.capping?.max ?? 0,
-      input.capping?.windowMs ?? 0,
-      input.skip ?? "",
-    )) as string;
-    if (result === "send") return { kind: "send" };
-    if (result === "cancelled") return { kind: "cancelled" };
-    return { kind: "skip", reason: result.slice("skip:".length) };
+      input.holdUntilMs,
+      rulesJson(input.rules),
+      ...triples(instances),
+    )) as string[][];
+    return replies.map(decision);
   }
 
-  async done(namespace: string, instance: Instance): Promise<void> {
-    await this.#script("DONE", prefixOf(namespace), instance.key, instance.profileId, instance.automation);
+  /** Ends instances whose send jobs are published (counted as sent). */
+  async done(
+    namespace: string,
+    instances: readonly Pick<Instance, "key" | "profileId" | "automation">[],
+  ): Promise<void> {
+    if (instances.length === 0) return;
+    await this.#script("DONE", prefixOf(namespace), ...triples(instances));
   }
 
   /** Cancels these instances of the profile (unless already reserved for sending). */
@@ -130,20 +231,21 @@ export class AutomationStore {
   /** The profile's live instances. */
   async instancesOf(namespace: string, profileId: string): Promise<Instance[]> {
     const flat = (await this.#script("INSTANCES", prefixOf(namespace), profileId)) as string[];
-    return pairs(flat).map(([, json]) => JSON.parse(json) as Instance);
+    return pairs(flat).map(([json, trigger]) => instanceOf(json, trigger));
   }
 
-  /** The automation's counters: triggered, waiting, cancelled, sent, filteredOut, skipped:<reason>. */
+  /** The automation's counter hash as stored (see readAutomationCounters for the typed view). */
   async stats(namespace: string, automation: string): Promise<Record<string, number>> {
-    const raw = await this.#redis.hgetall(`${prefixOf(namespace)}astats:${automation}`);
+    const raw = await this.#redis.hgetall(RedisKeys.automationCounters(namespace, automation));
     return Object.fromEntries(Object.entries(raw).map(([field, value]) => [field, Number(value)]));
   }
 
-  async count(namespace: string, automation: string, counter: string, by = 1): Promise<void> {
-    await this.#redis.hincrby(`${prefixOf(namespace)}astats:${automation}`, counter, by);
+  /** Counts a decision taken before any instance exists (filtered out, a skipped date). */
+  async count(namespace: string, automation: string, counter: string): Promise<void> {
+    await this.#redis.hincrby(RedisKeys.automationCounters(namespace, automation), counter, 1);
   }
 
-  /** Due time of the earliest waiting instance, for tests and metrics. */
+  /** How many instances wait for their timer, for tests and metrics. */
   async pending(namespace: string): Promise<number> {
     return this.#redis.zcard(RedisKeys.timers(namespace));
   }
