@@ -9,6 +9,8 @@ export const ConditionTypes = {
   Progressing: "Progressing",
   /** Campaign: a future run is scheduled. */
   Scheduled: "Scheduled",
+  /** Sender, Campaign: a SendPolicy's autoPause holds its sends until a person resumes it. */
+  Paused: "Paused",
 } as const;
 export type ConditionType = (typeof ConditionTypes)[keyof typeof ConditionTypes];
 
@@ -28,12 +30,15 @@ export const ConditionReasons = {
   RunCompleted: "RunCompleted",
   NextRunScheduled: "NextRunScheduled",
   NoFurtherRuns: "NoFurtherRuns",
+  AutoPaused: "AutoPaused",
 } as const;
 export type ConditionReason = (typeof ConditionReasons)[keyof typeof ConditionReasons];
 
 export const conditionSchema = z
   .strictObject({
-    type: z.enum(Object.values(ConditionTypes)).describe("Type of the condition: Ready, Progressing or Scheduled."),
+    type: z
+      .enum(Object.values(ConditionTypes))
+      .describe("Type of the condition: Ready, Progressing, Scheduled or Paused."),
     status: z.enum(["True", "False", "Unknown"]).describe("True, False or Unknown."),
     observedGeneration: z
       .int()

@@ -2,6 +2,7 @@
 // and a resync timer run beside them. The same wiring serves a cluster (Kubernetes source,
 // Deployment pools) and local mode (folder source, process pools).
 import { jetstreamManager } from "@nats-io/jetstream";
+import type { Redis } from "ioredis";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { SenderSpec } from "#crds";
 import { ensureStreams, openConfigBucket, startOpsServer } from "#runtime";
@@ -35,6 +36,8 @@ export interface OperatorOptions {
   statusIntervalMs?: number;
   /** Where /metrics, /healthz, /readyz listen; none without. */
   ops?: { host: string; port: number; onListening?: (url: string) => void };
+  /** Where the workers keep status figures (counters, campaign runs, pauses); none: no figures. */
+  redis?: Redis;
   /** Replaces the built-in queue (the controller's rate-limited queue in a cluster). */
   queue?: WorkQueue;
   now?: () => Date;
@@ -122,6 +125,7 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
     poolLag: (pool) => autoscaler.figures(pool)?.lag,
     ...(options.senderOverride !== undefined && { senderOverride: options.senderOverride }),
     ...(options.namespaces !== undefined && { namespaces: options.namespaces }),
+    ...(options.redis !== undefined && { redis: options.redis }),
   };
   const queue =
     options.queue ??

@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { SenderSpec } from "#crds";
-import { connectNats, createLogger } from "#runtime";
+import { connectNats, connectRedis, createLogger } from "#runtime";
 import type { Logger } from "#runtime";
 import { runOperator } from "../main.ts";
 import { ProcessPoolRunner } from "../pools/process.ts";
@@ -291,6 +291,9 @@ export async function runLocal(options: LocalOptions, signal: AbortSignal): Prom
     engage: { minReplicas: 1, maxReplicas: 1, targetLagPerReplica: 1000, env: common },
   };
   const nc = await connectNats(options.services.natsUrl, "relais-local");
+  const redis = connectRedis(options.services.redisUrl, "relais-local", (error) => {
+    log.warn({ err: error }, "redis connection error");
+  });
   describeOverride(terminal, options.services.smtp);
   const progress = new Progress();
   progress.start(nc);
@@ -325,6 +328,7 @@ export async function runLocal(options: LocalOptions, signal: AbortSignal): Prom
             RELAIS_CA_FILE: options.services.push.caFile,
           },
           shared,
+          redis,
           senderOverride: pointAtSink(options.services.smtp),
           autoscaleIntervalMs: config.autoscaleIntervalMs,
           stabilizationWindowMs: config.stabilizationWindowMs,
@@ -342,5 +346,6 @@ export async function runLocal(options: LocalOptions, signal: AbortSignal): Prom
     await pools.stopAll();
     progress.stop();
     await nc.drain();
+    await redis.quit();
   }
 }

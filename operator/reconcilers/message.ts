@@ -5,11 +5,13 @@
 // makes the engage pool drop the automation, or stop and purge the campaign's queued work.
 import { ConditionReasons, ConditionTypes } from "#crds";
 import type { Automation, Campaign, Condition, ConditionReason, Message } from "#crds";
-import { ConfigKeys } from "#runtime";
+import { ConfigKeys, PauseTargets } from "#runtime";
 import { checkAutomationExpressions, checkCampaignExpressions } from "../compile/expressions.ts";
 import { checkMessage, describeProblem } from "../compile/templates.ts";
 import type { ObjectKey } from "../types.ts";
 import { setConditions, statusChanged } from "./conditions.ts";
+import type { Observation } from "./conditions.ts";
+import { automationFigures, campaignFigures, pausedCondition } from "./figures.ts";
 import { putConfig } from "./kv.ts";
 import { metaOf } from "./meta.ts";
 import { done, FINALIZER } from "./types.ts";
@@ -81,6 +83,28 @@ function readyCondition(problem: Problem | undefined, kind: string): Omit<Condit
     : { type: ConditionTypes.Ready, status: "False", ...problem };
 }
 
+/** What the workers report about this Campaign or Automation, when the operator reads Redis. */
+async function figuresOf(
+  deps: ReconcileDeps,
+  resource: MessageResource,
+  key: ObjectKey,
+): Promise<{ figures: Record<string, unknown>; paused: Observation | undefined }> {
+  const redis = deps.redis;
+  if (redis === undefined) return { figures: {}, paused: undefined };
+  if (resource.kind === "Automation")
+    return { figures: await automationFigures(redis, key.namespace, key.name), paused: undefined };
+  const figures = await campaignFigures(redis, {
+    namespace: key.namespace,
+    name: key.name,
+    suspended: resource.spec.suspend,
+  });
+  const paused = await pausedCondition(
+    { ...deps, redis },
+    { namespace: key.namespace, target: PauseTargets.campaign(key.name), annotations: resource.metadata.annotations },
+  );
+  return { figures, paused };
+}
+
 export async function reconcileMessageResource(key: ObjectKey, deps: ReconcileDeps): Promise<ReconcileResult> {
   const resource = await deps.source.get(key);
   if (resource === undefined) {
@@ -104,11 +128,12 @@ export async function reconcileMessageResource(key: ObjectKey, deps: ReconcileDe
   }
   const previous = resource.status?.conditions;
   const ready = readyCondition(problem, resource.kind);
-  const conditions = setConditions(previous, [{ ...ready, message: ready.message }], {
+  const { figures, paused } = await figuresOf(deps, resource, key);
+  const conditions = setConditions(previous, [ready, ...(paused === undefined ? [] : [paused])], {
     generation: meta.generation,
     now: deps.now(),
   });
-  const next = { ...resource.status, observedGeneration: meta.generation, conditions };
+  const next = { ...resource.status, observedGeneration: meta.generation, conditions, ...figures };
   if (statusChanged(resource.status, next)) {
     if (problem !== undefined && previous?.[0]?.reason !== problem.reason) {
       await deps.source.recordEvent(key, { type: "Warning", reason: problem.reason, message: problem.message });

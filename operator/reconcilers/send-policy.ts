@@ -6,6 +6,7 @@ import { ConditionReasons, ConditionTypes } from "#crds";
 import { ConfigKeys } from "#runtime";
 import type { ObjectKey } from "../types.ts";
 import { setConditions, statusChanged } from "./conditions.ts";
+import { policyFigures } from "./figures.ts";
 import { putConfig } from "./kv.ts";
 import { metaOf } from "./meta.ts";
 import { done } from "./types.ts";
@@ -38,7 +39,8 @@ export async function reconcileSendPolicy(key: ObjectKey, deps: ReconcileDeps): 
     ],
     { generation: meta.generation, now: deps.now() },
   );
-  const next = { ...resource.status, observedGeneration: meta.generation, conditions };
+  const figures = deps.redis === undefined ? {} : await policyFigures(deps.redis, key.namespace, key.name);
+  const next = { ...resource.status, observedGeneration: meta.generation, conditions, ...figures };
   if (statusChanged(resource.status, next)) await deps.source.writeStatus(key, next);
   return done;
 }

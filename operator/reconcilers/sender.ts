@@ -3,9 +3,10 @@
 import { createHash } from "node:crypto";
 import { ConditionReasons, ConditionTypes } from "#crds";
 import type { Sender, SenderSpec, SenderStatus } from "#crds";
-import { ConfigKeys, ConsumerNames, senderConsumerConfig, Streams } from "#runtime";
+import { ConfigKeys, ConsumerNames, PauseTargets, senderConsumerConfig, Streams } from "#runtime";
 import type { ObjectKey, PoolRef, PoolSpec } from "../types.ts";
 import { setConditions, statusChanged } from "./conditions.ts";
+import { pausedCondition } from "./figures.ts";
 import type { Observation } from "./conditions.ts";
 import { putConfig } from "./kv.ts";
 import { metaOf } from "./meta.ts";
@@ -75,8 +76,18 @@ export async function reconcileSender(key: ObjectKey, deps: ReconcileDeps): Prom
   const sender = resource;
   const { generation } = metaOf(sender);
   const spec = deps.senderOverride?.(sender.spec) ?? sender.spec;
+  const paused =
+    deps.redis === undefined
+      ? undefined
+      : await pausedCondition(
+          { ...deps, redis: deps.redis },
+          { namespace: key.namespace, target: PauseTargets.sender(key.name), annotations: sender.metadata.annotations },
+        );
   const conditions = (observations: Observation[]) =>
-    setConditions(sender.status?.conditions, observations, { generation, now: deps.now() });
+    setConditions(sender.status?.conditions, paused === undefined ? observations : [...observations, paused], {
+      generation,
+      now: deps.now(),
+    });
 
   const secrets = await checkSecrets(deps.source, key.namespace, spec);
   if (secrets.kind !== "ok") {
@@ -94,7 +105,12 @@ export async function reconcileSender(key: ObjectKey, deps: ReconcileDeps): Prom
   }
 
   await ensureConsumer(deps, key.namespace, key.name);
-  await putConfig(deps.kv, ConfigKeys.of(key.namespace, "Sender", key.name), { generation, spec });
+  await putConfig(deps.kv, ConfigKeys.of(key.namespace, "Sender", key.name), {
+    generation,
+    // SendPolicy autoPause selectors match these labels in the deliver pools.
+    ...(sender.metadata.labels !== undefined && { labels: sender.metadata.labels }),
+    spec,
+  });
   const pool = poolSpec(sender, spec, secrets, deps);
   await deps.pools.apply(pool);
   deps.scaling.set({

@@ -2,6 +2,7 @@
 // read the current state, converge, and say when to look again; they never see the event.
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
+import type { Redis } from "ioredis";
 import type { SenderSpec } from "#crds";
 import type { Logger } from "#runtime";
 import type { ScaleTargets } from "../autoscaler/targets.ts";
@@ -24,6 +25,8 @@ export interface ReconcileDeps {
   poolLag: (pool: PoolRef) => number | undefined;
   /** The namespaces this operator manages; all when absent (API keys of others are left alone). */
   namespaces?: readonly string[];
+  /** Where the workers keep the figures folded into status (counters, runs, pauses); none: no figures. */
+  redis?: Redis;
   /** Local mode: the transport every Sender is pointed at (an SMTP sink), applied before publishing. */
   senderOverride?: (spec: SenderSpec) => SenderSpec;
 }

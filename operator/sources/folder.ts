@@ -240,7 +240,14 @@ export class FolderSource implements ResourceSource {
       });
       return true;
     }
-    if (entry.specJson === specJson || entry.deletionTimestamp !== undefined) return false;
+    if (entry.deletionTimestamp !== undefined) return false;
+    if (entry.specJson === specJson) {
+      // Annotations (a resume request) change the resource but not its generation, as in a cluster.
+      const annotations = (r: RelaisResource) => JSON.stringify(r.metadata.annotations ?? {});
+      if (annotations(entry.resource) === annotations(resource)) return false;
+      entry.resource = resource;
+      return true;
+    }
     entry.resource = resource;
     entry.specJson = specJson;
     entry.generation += 1;

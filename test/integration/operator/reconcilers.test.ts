@@ -7,7 +7,19 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { generateDkimKey, spawnRelais, useStack, waitUntil } from "#harness";
 import { API_KEY_LABEL, deliverPool, FINALIZER } from "#operator";
-import { ApiKeyKeys, ConfigKeys, ConsumerNames, senderConfigSchema, Streams } from "#runtime";
+import type { Condition } from "#crds";
+import type { ResourceKind } from "#operator";
+import {
+  ApiKeyKeys,
+  ConfigKeys,
+  ConsumerNames,
+  PauseTargets,
+  PolicyKeys,
+  readPauses,
+  RedisKeys,
+  senderConfigSchema,
+  Streams,
+} from "#runtime";
 import { operatorFixture, TOKEN_SECRET } from "../../fixtures/operator.ts";
 
 const stack = useStack(["nats", "redis"]);
@@ -250,5 +262,69 @@ describe("API key reconciler", () => {
     assert.equal(revoked, "", "the revoked key is refused within 5 s");
     t.diagnostic(`key refused ${Date.now() - removedAt} ms after its Secret was removed`);
     assert.notEqual((await op.kv.get(kvKey))?.operation, "PUT");
+  });
+});
+
+describe("status figures", () => {
+  it("folds the workers' figures into status, and a resume annotation clears an auto-pause", async (t) => {
+    const op = await operatorFixture(t, stack);
+    // What the workers would have recorded: an automation's counters, a policy's decisions, a pause.
+    await op.redis.hset(RedisKeys.automationCounters(op.namespace, "welcome"), {
+      triggered: "5",
+      filteredOut: "2",
+      waiting: "1",
+      cancelled: "1",
+      erased: "1",
+      sent: "1",
+      "skipped:grace": "1",
+    });
+    await op.redis.hset(PolicyKeys.decisions(op.namespace), "weekly-cap:capped", "3");
+    const pausedAt = new Date().toISOString();
+    const pause = { policy: "weekly-cap", reason: "bounceRate", rate: 0.5, sends: 200, at: pausedAt };
+    await op.redis.hset(PolicyKeys.pauses(op.namespace), PauseTargets.sender("mail"), JSON.stringify(pause));
+    await op.write("sender.yaml", sender("mail"));
+    await op.write("automation.yaml", automation("welcome", {}));
+    await op.write(
+      "policy.yaml",
+      "apiVersion: relais.dev/v1alpha1\nkind: SendPolicy\nmetadata:\n  name: weekly-cap\nspec:\n  frequencyCap:\n    max: 3\n    per: 168h\n",
+    );
+    const status = async (kind: ResourceKind, name: string) =>
+      (await op.source.get(op.key(kind, name)))?.status as Record<string, unknown> | undefined;
+    const conditionOf = async (type: string) =>
+      ((await status("Sender", "mail"))?.conditions as Condition[] | undefined)?.find((c) => c.type === type);
+
+    assert.equal(
+      await waitUntil(async () => (await conditionOf("Paused"))?.status === "True", { timeoutMs: 15_000 }),
+      "",
+      "Sender paused",
+    );
+    assert.match((await conditionOf("Paused"))?.message ?? "", /weekly-cap: bounceRate 50\.0% over 200 sends/);
+    await waitUntil(async () => (await status("Automation", "welcome"))?.counters !== undefined, { timeoutMs: 15_000 });
+    assert.deepEqual((await status("Automation", "welcome"))?.counters, {
+      triggered: 5,
+      filteredOut: 2,
+      waiting: 1,
+      cancelled: 2,
+      sent: 1,
+      skipped: { grace: 1 },
+    });
+    await waitUntil(async () => (await status("SendPolicy", "weekly-cap"))?.decisions !== undefined, {
+      timeoutMs: 15_000,
+    });
+    assert.deepEqual((await status("SendPolicy", "weekly-cap"))?.decisions, { capped: 3 });
+
+    await op.write(
+      "sender.yaml",
+      sender("mail").replace(
+        "  name: mail\n",
+        `  name: mail\n  annotations:\n    relais.dev/resume: "${new Date().toISOString()}"\n`,
+      ),
+    );
+    assert.equal(
+      await waitUntil(async () => (await conditionOf("Paused")) === undefined, { timeoutMs: 15_000 }),
+      "",
+      "resumed",
+    );
+    assert.equal((await readPauses(op.redis, op.namespace)).size, 0);
   });
 });
