@@ -9,6 +9,7 @@ import type { Logger } from "#runtime";
 import { Autoscaler } from "./autoscaler/autoscaler.ts";
 import { scaleTargets } from "./autoscaler/targets.ts";
 import { createOperatorMetrics } from "./metrics.ts";
+import type { OperatorMetrics } from "./metrics.ts";
 import { createWorkQueue } from "./queue.ts";
 import type { WorkQueue } from "./queue.ts";
 import { parseWorkKey, reconcile, WorkKeys } from "./reconcilers/index.ts";
@@ -33,8 +34,15 @@ export interface OperatorOptions {
   stabilizationWindowMs?: number;
   /** Status figures (replicas, lag) and a full resync, on this timer rather than per message. */
   statusIntervalMs?: number;
-  /** Where /metrics, /healthz, /readyz listen; none without. */
+  /** Where /metrics, /healthz, /readyz listen; none without (a caller serving `metrics` itself). */
   ops?: { host: string; port: number; onListening?: (url: string) => void };
+  /**
+   * Metrics created by the caller, which outlive this run (a standby keeps serving them); a new
+   * set when absent, and then this operator is the only one (relais_operator_leader 1).
+   */
+  metrics?: OperatorMetrics;
+  /** False when something else scales the pools (KEDA): lag is still read, for status. */
+  scalePools?: boolean;
   /** Replaces the built-in queue (the controller's rate-limited queue in a cluster). */
   queue?: WorkQueue;
   now?: () => Date;
@@ -99,7 +107,8 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
   const jsm = await jetstreamManager(options.nc);
   await ensureStreams(jsm);
   const kv = await openConfigBucket(options.nc);
-  const metrics = createOperatorMetrics([...ResourceKinds, WorkKeys.apiKeys, WorkKeys.sharedPools]);
+  const metrics = options.metrics ?? createOperatorMetrics();
+  if (options.metrics === undefined) metrics.leader.set(1);
   const targets = scaleTargets();
   const autoscaler = new Autoscaler({
     jsm,
@@ -108,6 +117,7 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
     metrics,
     log,
     intervalMs: settings.autoscaleIntervalMs,
+    scale: options.scalePools ?? true,
   });
   const deps: ReconcileDeps = {
     source,
@@ -132,6 +142,9 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
       onError: (key, error) => {
         log.warn({ err: error, key }, "reconcile failed, retrying");
       },
+      onDepth: (depth) => {
+        metrics.queueDepth.set(depth);
+      },
     });
   const ops =
     options.ops === undefined
@@ -144,7 +157,7 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
     const stopTimer = metrics.reconcileDuration.startTimer({ kind });
     try {
       const result = await reconcile(key, deps, options.shared);
-      metrics.reconciles.inc({ kind, result: result.kind });
+      metrics.reconciles.inc({ kind, result: result.kind === "done" ? "success" : "requeue" });
       return result;
     } catch (error) {
       metrics.reconciles.inc({ kind, result: "error" });
@@ -175,5 +188,9 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
     every(settings.statusIntervalMs, signal, () => enqueueAll(source, queue).catch(() => undefined)),
   ]);
   await ops?.close();
+  // Figures of pools this replica no longer scales would go stale (a standby reports none).
+  metrics.poolReplicas.reset();
+  metrics.poolLag.reset();
+  metrics.queueDepth.set(0);
   log.info("operator stopped");
 }
