@@ -220,6 +220,13 @@ it("relais operator in a cluster", async (t) => {
   await kubectl(["create", "namespace", appNamespace]);
   defer(t, () => kubectl(["delete", "namespace", opNamespace, appNamespace, "--wait=false"]));
 
+  await t.test("refuses to start without the link-signing token, naming the variable", async () => {
+    const { RELAIS_TOKEN_SECRET: _token, ...env } = operatorEnv("operator-untokened");
+    const refused = await spawnRelais(t, { command: "operator", name: "operator-untokened", env });
+    assert.equal(await refused.exited, "with code 1");
+    assert.match(refused.output(), /RELAIS_CONFIG_INVALID: RELAIS_TOKEN_SECRET: required by relais operator/);
+  });
+
   await t.test("runs as two replicas: one leads, both answer /healthz, /readyz and /metrics", async () => {
     operators.push(await startOperator(t, "operator-a"), await startOperator(t, "operator-b"));
     leader = await waitForOneLeader(operators);
