@@ -91,7 +91,7 @@ function runOnce(options: LeadOptions, signal: AbortSignal): Promise<void> {
   return runOperator(
     {
       source: new KubernetesSource({ client, namespaces: config.watchNamespaces, identity: config.identity, log }),
-      pools: new DeploymentRunner({ client, config, log }),
+      pools: new DeploymentRunner({ client, config, namespaces: config.watchNamespaces, log }),
       nc: options.nc,
       log,
       deliverEnv: deliverEnv(config),

@@ -183,6 +183,12 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
   await Promise.all([
     ...ResourceKinds.map((kind) => quiet(source.watch(kind, onResource, signal), `${kind} watch`)),
     quiet(source.watchSecrets(onSecret, signal), "secret watch"),
+    quiet(
+      options.pools.watch?.((owner) => {
+        queue.add(keyString(owner));
+      }, signal) ?? Promise.resolve(),
+      "pool watch",
+    ),
     queue.run(handler, signal),
     autoscaler.run(signal),
     every(settings.statusIntervalMs, signal, () => enqueueAll(source, queue).catch(() => undefined)),

@@ -8,11 +8,12 @@
 import { createHash } from "node:crypto";
 import { API_VERSION } from "#crds";
 import type { Logger } from "#runtime";
+import { Informer } from "../controller/informer.ts";
 import { KubeApiError, apiVersionOf, resourcePath } from "../controller/kube.ts";
 import type { KubeClient, KubeObject, ObjectMeta, OwnerReference, ResourceType } from "../controller/kube.ts";
 import type { OperatorConfig, PoolResources } from "../config.ts";
 import { resourceTypes, secretType } from "../sources/kubernetes.ts";
-import type { PoolKind, PoolRef, PoolRunner, PoolSpec, PoolState } from "../types.ts";
+import type { ObjectKey, PoolKind, PoolRef, PoolRunner, PoolSpec, PoolState, ResourceKind } from "../types.ts";
 import { scaledObject, scaledObjectType } from "./keda.ts";
 
 export const FIELD_MANAGER = "relais-operator";
@@ -95,6 +96,8 @@ export type DeploymentRunnerConfig = Pick<
 export interface DeploymentRunnerOptions {
   client: KubeClient;
   config: DeploymentRunnerConfig;
+  /** Where `watch` looks for pools; every namespace when absent or empty. */
+  namespaces?: readonly string[];
   /** How long the answer to "is the PodMonitor CRD installed?" is reused. */
   discoveryTtlMs?: number;
   log?: Logger;
@@ -138,6 +141,38 @@ export class DeploymentRunner implements PoolRunner {
       if (object === undefined) continue;
       await this.#applyOne(type, object, type === deploymentType ? current : undefined);
     }
+  }
+
+  /** Deployments this runner manages, by informer; tells their owner when replicas or readiness move. */
+  async watch(onChange: (owner: ObjectKey) => void, signal: AbortSignal): Promise<void> {
+    const seen = new Map<string, string>();
+    const scopes = this.#options.namespaces?.length ? this.#options.namespaces : [undefined];
+    const informers = scopes.map(
+      (namespace) =>
+        new Informer<PoolDeployment>({
+          client: this.#options.client,
+          type: deploymentType,
+          ...(namespace !== undefined && { namespace }),
+          labelSelector: `${Labels.managedBy}=${FIELD_MANAGER}`,
+          // Only what the owner's status reads is kept.
+          transform: (object) => ({
+            metadata: object.metadata,
+            spec: { replicas: object.spec?.replicas },
+            status: { readyReplicas: object.status?.readyReplicas },
+          }),
+          onEvent: ({ type, object }) => {
+            const uid = object.metadata?.uid ?? "";
+            const figures = `${object.spec?.replicas ?? 0}/${object.status?.readyReplicas ?? 0}`;
+            if (type === "delete") seen.delete(uid);
+            else if (seen.get(uid) === figures) return;
+            else seen.set(uid, figures);
+            const owner = ownerKey(object);
+            if (owner !== undefined) onChange(owner);
+          },
+          ...(this.#options.log !== undefined && { log: this.#options.log }),
+        }),
+    );
+    await Promise.all(informers.map((informer) => informer.run(signal)));
   }
 
   async scale(pool: PoolRef, replicas: number): Promise<void> {
@@ -387,6 +422,15 @@ export class DeploymentRunner implements PoolRunner {
       },
     };
   }
+}
+
+type PoolDeployment = KubeObject & { spec?: { replicas?: number }; status?: { readyReplicas?: number } };
+
+/** The Relais resource a pool's object is controlled by, if any. */
+function ownerKey(object: KubeObject): ObjectKey | undefined {
+  const owner = object.metadata?.ownerReferences?.find((reference) => reference.controller === true);
+  if (owner?.apiVersion !== API_VERSION || !(owner.kind in resourceTypes)) return undefined;
+  return { kind: owner.kind as ResourceKind, namespace: object.metadata?.namespace ?? "", name: owner.name };
 }
 
 export function tokenSecretName(pool: string): string {

@@ -60,7 +60,8 @@ function operatorEnv(identity: string): Record<string, string> {
     RELAIS_INGEST_MAX_REPLICAS: "1",
     RELAIS_ENGAGE_MIN_REPLICAS: "1",
     RELAIS_ENGAGE_MAX_REPLICAS: "3",
-    RELAIS_STATUS_INTERVAL_MS: "1000",
+    // Longer than the test: status must follow the watches (resources, Secrets, owned Deployments).
+    RELAIS_STATUS_INTERVAL_MS: "600000",
     RELAIS_AUTOSCALE_INTERVAL_MS: "500",
     RELAIS_STABILIZATION_WINDOW_MS: "3000",
     RELAIS_LOG_LEVEL: "warn",
@@ -248,8 +249,10 @@ it("relais operator in a cluster", async (t) => {
       assert.equal(shared.spec.replicas, replicas, `${pool} sized from the configuration`);
       assert.deepEqual(shared.spec.template.spec.containers[0]?.args, [pool]);
     }
-    const metrics = await (await fetch(`${leader.baseUrl}/metrics`)).text();
-    assert.match(metrics, /relais_operator_reconcile_total\{kind="SharedPools",result="success"\} [1-9]/);
+    await waitFor("the shared pools' reconcile counted", async () => {
+      const metrics = await (await fetch(`${leader.baseUrl}/metrics`)).text();
+      return /relais_operator_reconcile_total\{kind="SharedPools",result="success"\} [1-9]/.test(metrics);
+    });
     const standby = await (await fetch(`${operators.find((o) => o !== leader)?.baseUrl ?? ""}/metrics`)).text();
     assert.match(
       standby,
@@ -313,9 +316,10 @@ it("relais operator in a cluster", async (t) => {
     },
   );
 
-  await t.test("reports Ready through kubectl wait once the pool's pods are ready", async () => {
+  await t.test("reports Ready through kubectl wait once the pool's pods are ready", async (step) => {
     const unavailable = await waitForReady("Sender", "transactional-email", (ready) => ready.status === "False");
     assert.equal(unavailable.reason, "PoolUnavailable");
+    const markedAt = Date.now();
     await markPodsReady("deliver-transactional-email");
     await markPodsReady("deliver-webpush");
     await kubectl([
@@ -328,6 +332,7 @@ it("relais operator in a cluster", async (t) => {
       "sender/webpush",
       "sender/marketing-email",
     ]);
+    step.diagnostic(`Senders Ready ${Date.now() - markedAt} ms after their pods were marked ready`);
     await kubectl(["wait", "-n", appNamespace, "--for=condition=Ready", "--timeout=20s", "automation", "--all"]);
     const ready = await readyOf("Sender", "transactional-email");
     assert.equal(ready?.observedGeneration, (await resourceOf("Sender", "transactional-email"))?.metadata?.generation);
