@@ -118,11 +118,11 @@ export class DeploymentRunner implements PoolRunner {
   async apply(spec: PoolSpec): Promise<void> {
     const name = objectName(spec.name);
     const meta = { ...(await this.#metadata(spec)), name };
-    const deploymentPath = resourcePath(deploymentType, { namespace: spec.namespace, name });
-    const current = await this.#options.client.get(deploymentPath);
+    const token = this.#tokenSecret(spec, meta);
+    // The token Secret first: the pods reference it.
+    if (token !== undefined) await this.#applyOne(secretType, token);
+    await this.#applyDeployment(spec, meta);
     const objects: [ResourceType, KubeObject | undefined][] = [
-      [secretType, this.#tokenSecret(spec, meta)],
-      [deploymentType, this.#deployment(spec, meta, current)],
       [serviceType, this.#service(spec, meta)],
       [pdbType, this.#pdb(meta)],
       [podMonitorType, (await this.#hasPodMonitors()) ? this.#podMonitor(spec, meta) : undefined],
@@ -138,8 +138,29 @@ export class DeploymentRunner implements PoolRunner {
       ],
     ];
     for (const [type, object] of objects) {
-      if (object === undefined) continue;
-      await this.#applyOne(type, object, type === deploymentType ? current : undefined);
+      if (object !== undefined) await this.#applyOne(type, object);
+    }
+  }
+
+  /**
+   * The apply carries the resourceVersion it read the replicas from, so a scale (the autoscaler,
+   * KEDA's HPA) landing between the read and the apply is never undone: the apply conflicts
+   * (409), and is done again from a fresh read.
+   */
+  async #applyDeployment(spec: PoolSpec, meta: ObjectMeta): Promise<void> {
+    const path = resourcePath(deploymentType, { namespace: spec.namespace, name: meta.name ?? "" });
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.#options.client.get(path);
+      if (isUnmanaged(current)) {
+        this.#options.log?.debug({ path }, "left alone: labelled unmanaged");
+        return;
+      }
+      try {
+        await this.#options.client.apply(path, this.#deployment(spec, meta, current), FIELD_MANAGER);
+        return;
+      } catch (error) {
+        if (!(error instanceof KubeApiError && error.status === 409) || attempt >= 5) throw error;
+      }
     }
   }
 
@@ -214,10 +235,9 @@ export class DeploymentRunner implements PoolRunner {
     }
   }
 
-  async #applyOne(type: ResourceType, object: KubeObject, current?: KubeObject): Promise<void> {
+  async #applyOne(type: ResourceType, object: KubeObject): Promise<void> {
     const path = resourcePath(type, { namespace: object.metadata?.namespace ?? "", name: object.metadata?.name ?? "" });
-    const existing = current ?? (type === deploymentType ? undefined : await this.#optionalGet(path));
-    if (isUnmanaged(existing)) {
+    if (isUnmanaged(await this.#optionalGet(path))) {
       this.#options.log?.debug({ path }, "left alone: labelled unmanaged");
       return;
     }
@@ -372,10 +392,11 @@ export class DeploymentRunner implements PoolRunner {
     const currentReplicas = (current?.spec as { replicas?: number } | undefined)?.replicas ?? spec.minReplicas;
     const replicas = Math.min(spec.maxReplicas, Math.max(spec.minReplicas, currentReplicas));
     const selector = this.#selector(meta);
+    const resourceVersion = current?.metadata?.resourceVersion;
     return {
       apiVersion: "apps/v1",
       kind: "Deployment",
-      metadata: meta,
+      metadata: { ...meta, ...(resourceVersion !== undefined && { resourceVersion }) },
       spec: {
         replicas,
         selector: { matchLabels: selector },

@@ -7,18 +7,26 @@
 // There is no kubelet: the test plays its part by marking pods Ready through their status.
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
-import { before, it } from "node:test";
+import { after, before, it } from "node:test";
 import type { TestContext } from "node:test";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { parseAllDocuments } from "yaml";
-import { CONFIG_HASH_ANNOTATION, deploymentType, pdbType, resourcePath, resourceTypes, serviceType } from "#operator";
+import {
+  CONFIG_HASH_ANNOTATION,
+  deploymentType,
+  pdbType,
+  resourcePath,
+  resourceTypes,
+  scaledObjectType,
+  serviceType,
+} from "#operator";
 import type { KubeClient, KubeObject, ResourceKind } from "#operator";
-import { ConfigKeys, Streams, Subjects, connectNats, openConfigBucket } from "#runtime";
+import { ConfigKeys, ConsumerNames, Streams, Subjects, connectNats, openConfigBucket } from "#runtime";
 import { defer, generateDkimKey, spawnRelais, uniqueName, useStack, waitUntil } from "#harness";
 import type { RelaisProcess } from "#harness";
-import { installRelaisCrds, kubeClient, kubectlFor } from "./operator-fixtures.ts";
+import { installCrds, installRelaisCrds, kubeClient, kubectlFor, openCrd } from "./operator-fixtures.ts";
 import type { Kubectl } from "./operator-fixtures.ts";
 
 const stack = useStack(["kube", "nats", "redis"]);
@@ -38,11 +46,13 @@ before(async () => {
   client = kubeClient(stack.kubeconfig);
   kubectl = kubectlFor(stack.kubeconfig);
   await installRelaisCrds(client);
+  await installCrds(client, [openCrd("keda.sh", "ScaledObject", "scaledobjects", "v1alpha1")]);
   nc = await connectNats(stack.natsUrl, "operator-cluster-test");
   kv = await openConfigBucket(nc);
 });
+after(() => nc.close());
 
-function operatorEnv(identity: string): Record<string, string> {
+function operatorEnv(identity: string, overrides: Record<string, string> = {}): Record<string, string> {
   return {
     RELAIS_KUBECONFIG: stack.kubeconfig,
     RELAIS_NATS_URL: stack.natsUrl,
@@ -65,6 +75,7 @@ function operatorEnv(identity: string): Record<string, string> {
     RELAIS_AUTOSCALE_INTERVAL_MS: "500",
     RELAIS_STABILIZATION_WINDOW_MS: "3000",
     RELAIS_LOG_LEVEL: "warn",
+    ...overrides,
   };
 }
 
@@ -216,7 +227,6 @@ async function examples(): Promise<{ kind: ResourceKind; name: string }[]> {
 it("relais operator in a cluster", async (t) => {
   const operators: RelaisProcess[] = [];
   let leader: RelaisProcess;
-  defer(t, () => nc.close());
   await kubectl(["create", "namespace", opNamespace]);
   await kubectl(["create", "namespace", appNamespace]);
   defer(t, () => kubectl(["delete", "namespace", opNamespace, appNamespace, "--wait=false"]));
@@ -517,4 +527,81 @@ it("relais operator in a cluster", async (t) => {
         `back to 0 ${downMs} ms after the purge (stabilisation window 3000 ms)`,
     );
   });
+});
+
+it("leaves scaling to KEDA in keda mode: a ScaledObject per pool, lag read for status, replicas untouched", async (t) => {
+  const system = uniqueName("relais-keda");
+  const shop = uniqueName("shop-keda");
+  await kubectl(["create", "namespace", system]);
+  await kubectl(["create", "namespace", shop]);
+  defer(t, () => kubectl(["delete", "namespace", system, shop, "--wait=false"]));
+  const operator = await spawnRelais(t, {
+    command: "operator",
+    name: "operator-keda",
+    env: operatorEnv("operator-keda", {
+      RELAIS_NAMESPACE: system,
+      RELAIS_WATCH_NAMESPACES: shop,
+      RELAIS_AUTOSCALER: "keda",
+      RELAIS_NATS_MONITORING_ENDPOINT: "nats.relais-system.svc:8222",
+    }),
+  });
+  await kubectl(
+    ["apply", "-n", shop, "-f", "-"],
+    JSON.stringify({
+      apiVersion: "v1",
+      kind: "List",
+      items: [
+        {
+          apiVersion: "v1",
+          kind: "Secret",
+          metadata: { name: "vapid-keys" },
+          stringData: exampleSecrets["vapid-keys"],
+        },
+        {
+          apiVersion: "relais.dev/v1alpha1",
+          kind: "Sender",
+          metadata: { name: "push" },
+          spec: {
+            channel: "webpush",
+            webpush: { vapid: { subject: "mailto:push@shop.example.com", keysSecretRef: { name: "vapid-keys" } } },
+            pool: { minReplicas: 0, maxReplicas: 10, targetLagPerReplica: 100 },
+          },
+        },
+      ],
+    }),
+  );
+  type ScaledObject = KubeObject & {
+    spec: { minReplicaCount: number; maxReplicaCount: number; triggers: { metadata: Record<string, string> }[] };
+  };
+  const scaledPath = resourcePath(scaledObjectType, { namespace: shop, name: "deliver-push" });
+  await waitFor("the ScaledObject of deliver-push", async () => (await client.get(scaledPath)) !== undefined);
+  const scaled = await client.get<ScaledObject>(scaledPath);
+  assert.ok(scaled !== undefined);
+  assert.equal(scaled.spec.maxReplicaCount, 10);
+  const trigger = scaled.spec.triggers.at(0)?.metadata;
+  assert.deepEqual(
+    {
+      consumer: trigger?.consumer,
+      lagThreshold: trigger?.lagThreshold,
+      endpoint: trigger?.natsServerMonitoringEndpoint,
+    },
+    { consumer: ConsumerNames.deliver(shop, "push"), lagThreshold: "100", endpoint: "nats.relais-system.svc:8222" },
+  );
+  assert.equal(
+    await client.get(resourcePath(scaledObjectType, { namespace: system, name: "ingest" })),
+    undefined,
+    "ingest consumes nothing: no ScaledObject",
+  );
+  await waitForDeployment(shop, "deliver-push");
+  const js = jetstream(nc);
+  await Promise.all(
+    Array.from({ length: 450 }, (_, index) => js.publish(Subjects.send(shop, "push"), JSON.stringify({ id: index }))),
+  );
+  // The autoscaler reports a pool's lag after deciding on it: once 450 shows, builtin would have scaled.
+  await waitFor("the lag read for status", async () => {
+    const metrics = await (await fetch(`${operator.baseUrl}/metrics`)).text();
+    return metrics.includes(`relais_pool_lag_messages{namespace="${shop}",pool="deliver-push"} 450`);
+  });
+  assert.equal((await deployment(shop, "deliver-push"))?.spec.replicas, 0, "KEDA, not the operator, scales");
+  await (await jetstreamManager(nc)).streams.purge(Streams.sends, { filter: Subjects.send(shop, "push") });
 });

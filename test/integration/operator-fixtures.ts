@@ -40,6 +40,28 @@ export async function installCrds(client: KubeClient, crds: KubeObject[]): Promi
   if (reason !== "") throw new Error(`CRDs not established: ${reason}`);
 }
 
+/** Minimal stand-ins for the Prometheus Operator's and KEDA's CRDs: the runner only needs the APIs served. */
+export function openCrd(group: string, kind: string, plural: string, version: string): KubeObject {
+  return {
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: { name: `${plural}.${group}` },
+    spec: {
+      group,
+      scope: "Namespaced",
+      names: { kind, plural, singular: kind.toLowerCase() },
+      versions: [
+        {
+          name: version,
+          served: true,
+          storage: true,
+          schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+        },
+      ],
+    },
+  };
+}
+
 /** Installs the Relais CRDs from crds/generated. */
 export async function installRelaisCrds(client: KubeClient): Promise<void> {
   const files = (await readdir(generatedDir)).filter((file) => file.endsWith(".yaml"));

@@ -25,6 +25,7 @@ import {
   installCrds,
   installRelaisCrds,
   kubeClient,
+  openCrd,
   senderManifest,
   senderPath,
   testNamespace,
@@ -32,28 +33,6 @@ import {
 
 const stack = useStack(["kube"]);
 let client: KubeClient;
-
-/** Minimal stand-ins for the Prometheus Operator's and KEDA's CRDs: the runner only needs the APIs served. */
-function openCrd(group: string, kind: string, plural: string, version: string): KubeObject {
-  return {
-    apiVersion: "apiextensions.k8s.io/v1",
-    kind: "CustomResourceDefinition",
-    metadata: { name: `${plural}.${group}` },
-    spec: {
-      group,
-      scope: "Namespaced",
-      names: { kind, plural, singular: kind.toLowerCase() },
-      versions: [
-        {
-          name: version,
-          served: true,
-          storage: true,
-          schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
-        },
-      ],
-    },
-  };
-}
 
 before(async () => {
   await stack.ready();
