@@ -28,7 +28,7 @@ export function createOperatorMetrics(): OperatorMetrics {
     registry: target,
     poolReplicas: new Gauge({
       name: "relais_pool_replicas",
-      help: "Replicas the autoscaler set for the pool.",
+      help: "Replicas of the pool: as the autoscaler set them, or as found when KEDA scales it.",
       labelNames: ["namespace", "pool"],
       registers: [target],
     }),

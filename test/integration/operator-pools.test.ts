@@ -288,7 +288,9 @@ describe("the Deployment pool runner", () => {
         );
         return left.every((object) => object === undefined);
       },
-      { timeoutMs: 30_000, intervalMs: 200 },
+      // The garbage collector learns new kinds (the Sender CRD, installed moments ago on a fresh
+      // control plane) at its 30 s discovery resync; only then can it resolve the owner.
+      { timeoutMs: 60_000, intervalMs: 200 },
     );
     assert.equal(reason, "", "the pool outlived its Sender");
   });
