@@ -175,11 +175,11 @@ export class DeploymentRunner implements PoolRunner {
           type: deploymentType,
           ...(namespace !== undefined && { namespace }),
           labelSelector: `${Labels.managedBy}=${FIELD_MANAGER}`,
-          // Only what the owner's status reads is kept.
-          transform: (object) => ({
-            metadata: object.metadata,
-            spec: { replicas: object.spec?.replicas },
-            status: { readyReplicas: object.status?.readyReplicas },
+          // Only what the owner's status reads is kept (no managedFields, no pod template).
+          transform: ({ metadata: { managedFields: _managed, ...metadata } = {}, spec, status }) => ({
+            metadata,
+            spec: { replicas: spec?.replicas },
+            status: { readyReplicas: status?.readyReplicas },
           }),
           onEvent: ({ type, object }) => {
             const uid = object.metadata?.uid ?? "";
