@@ -10,7 +10,8 @@ Commands:
                   NATS, Redis, an SMTP sink, a Web Push endpoint, the operator and its pools
   stack           start every real server the tests use (NATS, Redis, etcd, kube-apiserver,
                   kube-controller-manager) and print how to reach them, until Ctrl-C
-  operator        reconcile Sender, Campaign and Automation resources (not available yet)
+  operator        reconcile Sender, Campaign, Automation and SendPolicy resources in a cluster
+                  into worker pools (RELAIS_* environment: see docs/configuration.md)
   ingest          serve the Profiles & Data API (RELAIS_* environment: see docs/configuration.md)
   engage          run Automations (RELAIS_* environment: see docs/configuration.md)
   deliver         run one Sender's delivery pool (RELAIS_NAMESPACE, RELAIS_SENDER: see docs/configuration.md)
@@ -66,8 +67,8 @@ async function main(argv: string[]): Promise<number> {
       await (await import("#engage")).runEngage(process.env, signal);
       return 0;
     case "operator":
-      process.stderr.write(`relais ${command}: not available yet in this version\n`);
-      return 2;
+      await (await import("#operator")).runClusterOperator(process.env, signal);
+      return 0;
   }
 }
 

@@ -38,4 +38,30 @@ describe("the operator's configuration", () => {
       },
     );
   });
+
+  it("reads the shared pools' sizes and refuses a minimum above its maximum", () => {
+    const config = loadOperatorConfig({
+      RELAIS_INGEST_MIN_REPLICAS: "3",
+      RELAIS_INGEST_MAX_REPLICAS: "3",
+      RELAIS_ENGAGE_MAX_REPLICAS: "4",
+      RELAIS_PUBLIC_BASE_URL: "https://engage.example.com",
+    });
+    assert.deepEqual(
+      [config.ingestMinReplicas, config.ingestMaxReplicas, config.engageMinReplicas, config.engageMaxReplicas],
+      [3, 3, 1, 4],
+    );
+    assert.equal(config.publicBaseUrl, "https://engage.example.com");
+    assert.throws(
+      () => loadOperatorConfig({ RELAIS_ENGAGE_MIN_REPLICAS: "5", RELAIS_ENGAGE_MAX_REPLICAS: "2" }),
+      /RELAIS_ENGAGE_MIN_REPLICAS: must not exceed RELAIS_ENGAGE_MAX_REPLICAS/,
+    );
+    assert.throws(
+      () => loadOperatorConfig({ RELAIS_LEASE_DURATION_MS: "5000", RELAIS_LEASE_RENEW_DEADLINE_MS: "5000" }),
+      /RELAIS_LEASE_RENEW_DEADLINE_MS: must be shorter than RELAIS_LEASE_DURATION_MS/,
+    );
+    assert.throws(
+      () => loadOperatorConfig({ RELAIS_PUBLIC_BASE_URL: "engage" }),
+      /RELAIS_PUBLIC_BASE_URL: must be a URL/,
+    );
+  });
 });

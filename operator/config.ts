@@ -1,7 +1,7 @@
 // The operator's configuration: RELAIS_* environment variables, parsed once (docs/configuration.md).
 import { hostname } from "node:os";
 import { z } from "zod";
-import { parseConfig } from "#runtime";
+import { ConfigError, parseConfig } from "#runtime";
 
 /** A JSON-valued variable, parsed then validated by `schema`. */
 function jsonString<T extends z.ZodType>(schema: T) {
@@ -82,10 +82,33 @@ export const operatorConfigSchema = z.strictObject({
   tokenSecret: z.string().min(32, { error: "must be at least 32 characters" }).optional(),
   /** Seconds a pool's pod gets to drain on SIGTERM. */
   terminationGracePeriodSeconds: z.coerce.number().int().min(1).max(3600).default(30),
+  /** The shared pools' sizes: ingest serves HTTP (fixed between its bounds), engage scales on lag. */
+  ingestMinReplicas: z.coerce.number().int().min(0).max(1000).default(2),
+  ingestMaxReplicas: z.coerce.number().int().min(0).max(1000).default(2),
+  engageMinReplicas: z.coerce.number().int().min(0).max(1000).default(1),
+  engageMaxReplicas: z.coerce.number().int().min(0).max(1000).default(10),
+  /** Where recipients reach the ingest API (links, unsubscribe, push subscriptions), given to deliver pools. */
+  publicBaseUrl: z.url({ error: "must be a URL such as https://engage.example.com" }).optional(),
+  /** How often consumer lag is read and pools scaled (builtin autoscaler). */
+  autoscaleIntervalMs: z.coerce.number().int().min(100).default(2000),
+  /** A pool scales down only to the highest replica count recommended over this window. */
+  stabilizationWindowMs: z.coerce.number().int().min(0).default(60_000),
+  /** How often status figures are refreshed and every resource re-reconciled (resync). */
+  statusIntervalMs: z.coerce.number().int().min(100).default(10_000),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 export type OperatorConfig = z.output<typeof operatorConfigSchema>;
 
 export function loadOperatorConfig(env: Record<string, string | undefined>): Readonly<OperatorConfig> {
-  return parseConfig(operatorConfigSchema, env);
+  const config = parseConfig(operatorConfigSchema, env);
+  for (const pool of ["ingest", "engage"] as const) {
+    if (config[`${pool}MinReplicas`] > config[`${pool}MaxReplicas`]) {
+      const name = pool.toUpperCase();
+      throw new ConfigError(`RELAIS_${name}_MIN_REPLICAS: must not exceed RELAIS_${name}_MAX_REPLICAS`);
+    }
+  }
+  if (config.leaseRenewDeadlineMs >= config.leaseDurationMs) {
+    throw new ConfigError("RELAIS_LEASE_RENEW_DEADLINE_MS: must be shorter than RELAIS_LEASE_DURATION_MS");
+  }
+  return config;
 }

@@ -74,6 +74,7 @@ export type { DeploymentRunnerConfig, DeploymentRunnerOptions } from "./pools/de
 export type { ScaledObjectOptions } from "./pools/keda.ts";
 export type { PolicyRule } from "./rbac.ts";
 export { runOperator } from "./main.ts";
+export { clusterClient, deliverEnv, runClusterOperator, sharedPools } from "./cluster.ts";
 export { Autoscaler } from "./autoscaler/autoscaler.ts";
 export { decide, recommend } from "./autoscaler/decide.ts";
 export { scaleTargets } from "./autoscaler/targets.ts";

@@ -10,6 +10,7 @@ import type { Logger } from "#runtime";
 import { Autoscaler } from "./autoscaler/autoscaler.ts";
 import { scaleTargets } from "./autoscaler/targets.ts";
 import { createOperatorMetrics } from "./metrics.ts";
+import type { OperatorMetrics } from "./metrics.ts";
 import { createWorkQueue } from "./queue.ts";
 import type { WorkQueue } from "./queue.ts";
 import { parseWorkKey, reconcile, WorkKeys } from "./reconcilers/index.ts";
@@ -34,10 +35,17 @@ export interface OperatorOptions {
   stabilizationWindowMs?: number;
   /** Status figures (replicas, lag) and a full resync, on this timer rather than per message. */
   statusIntervalMs?: number;
-  /** Where /metrics, /healthz, /readyz listen; none without. */
+  /** Where /metrics, /healthz, /readyz listen; none without (a caller serving `metrics` itself). */
   ops?: { host: string; port: number; onListening?: (url: string) => void };
   /** Where the workers keep status figures (counters, campaign runs, pauses); none: no figures. */
   redis?: Redis;
+  /**
+   * Metrics created by the caller, which outlive this run (a standby keeps serving them); a new
+   * set when absent, and then this operator is the only one (relais_operator_leader 1).
+   */
+  metrics?: OperatorMetrics;
+  /** False when something else scales the pools (KEDA): lag is still read, for status. */
+  scalePools?: boolean;
   /** Replaces the built-in queue (the controller's rate-limited queue in a cluster). */
   queue?: WorkQueue;
   now?: () => Date;
@@ -95,6 +103,15 @@ function every(ms: number, signal: AbortSignal, tick: () => Promise<void>): Prom
   });
 }
 
+/** The reconcilers' optional inputs, set only when given (exactOptionalPropertyTypes). */
+function optionalDeps(options: OperatorOptions): Partial<ReconcileDeps> {
+  return {
+    ...(options.senderOverride !== undefined && { senderOverride: options.senderOverride }),
+    ...(options.namespaces !== undefined && { namespaces: options.namespaces }),
+    ...(options.redis !== undefined && { redis: options.redis }),
+  };
+}
+
 /** Serves until `signal` aborts; then stops the watches, lets running reconciles finish, resolves. */
 export async function runOperator(options: OperatorOptions, signal: AbortSignal): Promise<void> {
   const { source, log } = options;
@@ -102,7 +119,8 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
   const jsm = await jetstreamManager(options.nc);
   await ensureStreams(jsm);
   const kv = await openConfigBucket(options.nc);
-  const metrics = createOperatorMetrics([...ResourceKinds, WorkKeys.apiKeys, WorkKeys.sharedPools]);
+  const metrics = options.metrics ?? createOperatorMetrics();
+  if (options.metrics === undefined) metrics.leader.set(1);
   const targets = scaleTargets();
   const autoscaler = new Autoscaler({
     jsm,
@@ -111,6 +129,7 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
     metrics,
     log,
     intervalMs: settings.autoscaleIntervalMs,
+    scale: options.scalePools ?? true,
   });
   const deps: ReconcileDeps = {
     source,
@@ -123,9 +142,7 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
     deliverEnv: options.deliverEnv,
     stabilizationWindowMs: settings.stabilizationWindowMs,
     poolLag: (pool) => autoscaler.figures(pool)?.lag,
-    ...(options.senderOverride !== undefined && { senderOverride: options.senderOverride }),
-    ...(options.namespaces !== undefined && { namespaces: options.namespaces }),
-    ...(options.redis !== undefined && { redis: options.redis }),
+    ...optionalDeps(options),
   };
   const queue =
     options.queue ??
@@ -135,6 +152,9 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
       maxBackoffMs: 60_000,
       onError: (key, error) => {
         log.warn({ err: error, key }, "reconcile failed, retrying");
+      },
+      onDepth: (depth) => {
+        metrics.queueDepth.set(depth);
       },
     });
   const ops =
@@ -148,7 +168,7 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
     const stopTimer = metrics.reconcileDuration.startTimer({ kind });
     try {
       const result = await reconcile(key, deps, options.shared);
-      metrics.reconciles.inc({ kind, result: result.kind });
+      metrics.reconciles.inc({ kind, result: result.kind === "done" ? "success" : "requeue" });
       return result;
     } catch (error) {
       metrics.reconciles.inc({ kind, result: "error" });
@@ -174,10 +194,20 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
   await Promise.all([
     ...ResourceKinds.map((kind) => quiet(source.watch(kind, onResource, signal), `${kind} watch`)),
     quiet(source.watchSecrets(onSecret, signal), "secret watch"),
+    quiet(
+      options.pools.watch?.((owner) => {
+        queue.add(keyString(owner));
+      }, signal) ?? Promise.resolve(),
+      "pool watch",
+    ),
     queue.run(handler, signal),
     autoscaler.run(signal),
     every(settings.statusIntervalMs, signal, () => enqueueAll(source, queue).catch(() => undefined)),
   ]);
   await ops?.close();
+  // Figures of pools this replica no longer scales would go stale (a standby reports none).
+  metrics.poolReplicas.reset();
+  metrics.poolLag.reset();
+  metrics.queueDepth.set(0);
   log.info("operator stopped");
 }

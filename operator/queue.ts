@@ -20,6 +20,8 @@ export interface QueueOptions {
   baseBackoffMs: number;
   maxBackoffMs: number;
   onError?: (key: string, error: unknown) => void;
+  /** Told the number of keys ready to run whenever it changes (a metric). */
+  onDepth?: (depth: number) => void;
 }
 
 export function createWorkQueue(options: QueueOptions): WorkQueue {
@@ -37,6 +39,7 @@ export function createWorkQueue(options: QueueOptions): WorkQueue {
     onResult: (report) => {
       if (report.outcome === "error") options.onError?.(report.key, report.error);
     },
+    ...(options.onDepth !== undefined && { onDepth: options.onDepth }),
   });
   return {
     add(key, afterMs = 0) {

@@ -96,4 +96,9 @@ export interface PoolRunner {
   scale(pool: PoolRef, replicas: number): Promise<void>;
   state(pool: PoolRef): Promise<PoolState | undefined>;
   delete(pool: PoolRef): Promise<void>;
+  /**
+   * Optional: names the owning resource of a pool whose size or ready replicas changed, until
+   * `signal` aborts, so the owner's status follows its pods without waiting for the resync.
+   */
+  watch?(onChange: (owner: ObjectKey) => void, signal: AbortSignal): Promise<void>;
 }

@@ -15,6 +15,8 @@ export interface AutoscalerOptions {
   metrics: OperatorMetrics;
   log: Logger;
   intervalMs: number;
+  /** False: read lag and report figures, never scale (KEDA scales the pools). Default true. */
+  scale?: boolean;
   now?: () => number;
 }
 
@@ -91,10 +93,14 @@ export class Autoscaler {
   }
 
   async #scaleOne(target: ScaleTarget): Promise<void> {
-    const { pools, metrics } = this.#options;
+    const { pools } = this.#options;
     const id = `${target.pool.namespace}/${target.pool.name}`;
     const [lag, state] = await Promise.all([this.#lag(target), pools.state(target.pool)]);
     if (state === undefined) return;
+    if (this.#options.scale === false) {
+      this.#report(target.pool, lag, state.desiredReplicas);
+      return;
+    }
     const decision = decide({
       policy: target.policy,
       lag,
@@ -116,9 +122,13 @@ export class Autoscaler {
       );
       await pools.scale(target.pool, decision.replicas);
     }
-    const labels = { namespace: target.pool.namespace, pool: target.pool.name };
-    metrics.poolLag.set(labels, lag);
-    metrics.poolReplicas.set(labels, decision.replicas);
-    this.#figures.set(id, { pool: target.pool, lag, replicas: decision.replicas });
+    this.#report(target.pool, lag, decision.replicas);
+  }
+
+  #report(pool: PoolRef, lag: number, replicas: number): void {
+    const labels = { namespace: pool.namespace, pool: pool.name };
+    this.#options.metrics.poolLag.set(labels, lag);
+    this.#options.metrics.poolReplicas.set(labels, replicas);
+    this.#figures.set(`${pool.namespace}/${pool.name}`, { pool, lag, replicas });
   }
 }

@@ -227,13 +227,14 @@ export function createKubeClient(config: KubeConfig): KubeClient {
       let next: string | undefined;
       let resourceVersion: string | undefined;
       do {
-        const page: KubeList<T> = await request<KubeList<T>>({
+        // An empty PartialObjectMetadataList comes with `items: null`.
+        const page = await request<Omit<KubeList<T>, "items"> & { items: T[] | null }>({
           method: "GET",
           path,
           query: { ...query, limit: PAGE_SIZE, continue: next },
           ...(options.metadataOnly === true && { accept: METADATA_ONLY_LIST }),
         });
-        items.push(...page.items);
+        items.push(...(page.items ?? []));
         resourceVersion = page.metadata.resourceVersion;
         next = page.metadata.continue === "" ? undefined : page.metadata.continue;
       } while (next !== undefined);

@@ -8,11 +8,12 @@
 import { createHash } from "node:crypto";
 import { API_VERSION } from "#crds";
 import type { Logger } from "#runtime";
+import { Informer } from "../controller/informer.ts";
 import { KubeApiError, apiVersionOf, resourcePath } from "../controller/kube.ts";
 import type { KubeClient, KubeObject, ObjectMeta, OwnerReference, ResourceType } from "../controller/kube.ts";
 import type { OperatorConfig, PoolResources } from "../config.ts";
 import { resourceTypes, secretType } from "../sources/kubernetes.ts";
-import type { PoolKind, PoolRef, PoolRunner, PoolSpec, PoolState } from "../types.ts";
+import type { ObjectKey, PoolKind, PoolRef, PoolRunner, PoolSpec, PoolState, ResourceKind } from "../types.ts";
 import { scaledObject, scaledObjectType } from "./keda.ts";
 
 export const FIELD_MANAGER = "relais-operator";
@@ -95,6 +96,8 @@ export type DeploymentRunnerConfig = Pick<
 export interface DeploymentRunnerOptions {
   client: KubeClient;
   config: DeploymentRunnerConfig;
+  /** Where `watch` looks for pools; every namespace when absent or empty. */
+  namespaces?: readonly string[];
   /** How long the answer to "is the PodMonitor CRD installed?" is reused. */
   discoveryTtlMs?: number;
   log?: Logger;
@@ -115,11 +118,11 @@ export class DeploymentRunner implements PoolRunner {
   async apply(spec: PoolSpec): Promise<void> {
     const name = objectName(spec.name);
     const meta = { ...(await this.#metadata(spec)), name };
-    const deploymentPath = resourcePath(deploymentType, { namespace: spec.namespace, name });
-    const current = await this.#options.client.get(deploymentPath);
+    const token = this.#tokenSecret(spec, meta);
+    // The token Secret first: the pods reference it.
+    if (token !== undefined) await this.#applyOne(secretType, token);
+    await this.#applyDeployment(spec, meta);
     const objects: [ResourceType, KubeObject | undefined][] = [
-      [secretType, this.#tokenSecret(spec, meta)],
-      [deploymentType, this.#deployment(spec, meta, current)],
       [serviceType, this.#service(spec, meta)],
       [pdbType, this.#pdb(meta)],
       [podMonitorType, (await this.#hasPodMonitors()) ? this.#podMonitor(spec, meta) : undefined],
@@ -135,9 +138,62 @@ export class DeploymentRunner implements PoolRunner {
       ],
     ];
     for (const [type, object] of objects) {
-      if (object === undefined) continue;
-      await this.#applyOne(type, object, type === deploymentType ? current : undefined);
+      if (object !== undefined) await this.#applyOne(type, object);
     }
+  }
+
+  /**
+   * The apply carries the resourceVersion it read the replicas from, so a scale (the autoscaler,
+   * KEDA's HPA) landing between the read and the apply is never undone: the apply conflicts
+   * (409), and is done again from a fresh read.
+   */
+  async #applyDeployment(spec: PoolSpec, meta: ObjectMeta): Promise<void> {
+    const path = resourcePath(deploymentType, { namespace: spec.namespace, name: meta.name ?? "" });
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.#options.client.get(path);
+      if (isUnmanaged(current)) {
+        this.#options.log?.debug({ path }, "left alone: labelled unmanaged");
+        return;
+      }
+      try {
+        await this.#options.client.apply(path, this.#deployment(spec, meta, current), FIELD_MANAGER);
+        return;
+      } catch (error) {
+        if (!(error instanceof KubeApiError && error.status === 409) || attempt >= 5) throw error;
+      }
+    }
+  }
+
+  /** Deployments this runner manages, by informer; tells their owner when replicas or readiness move. */
+  async watch(onChange: (owner: ObjectKey) => void, signal: AbortSignal): Promise<void> {
+    const seen = new Map<string, string>();
+    const scopes = this.#options.namespaces?.length ? this.#options.namespaces : [undefined];
+    const informers = scopes.map(
+      (namespace) =>
+        new Informer<PoolDeployment>({
+          client: this.#options.client,
+          type: deploymentType,
+          ...(namespace !== undefined && { namespace }),
+          labelSelector: `${Labels.managedBy}=${FIELD_MANAGER}`,
+          // Only what the owner's status reads is kept (no managedFields, no pod template).
+          transform: ({ metadata: { managedFields: _managed, ...metadata } = {}, spec, status }) => ({
+            metadata,
+            spec: { replicas: spec?.replicas },
+            status: { readyReplicas: status?.readyReplicas },
+          }),
+          onEvent: ({ type, object }) => {
+            const uid = object.metadata?.uid ?? "";
+            const figures = `${object.spec?.replicas ?? 0}/${object.status?.readyReplicas ?? 0}`;
+            if (type === "delete") seen.delete(uid);
+            else if (seen.get(uid) === figures) return;
+            else seen.set(uid, figures);
+            const owner = ownerKey(object);
+            if (owner !== undefined) onChange(owner);
+          },
+          ...(this.#options.log !== undefined && { log: this.#options.log }),
+        }),
+    );
+    await Promise.all(informers.map((informer) => informer.run(signal)));
   }
 
   async scale(pool: PoolRef, replicas: number): Promise<void> {
@@ -179,10 +235,9 @@ export class DeploymentRunner implements PoolRunner {
     }
   }
 
-  async #applyOne(type: ResourceType, object: KubeObject, current?: KubeObject): Promise<void> {
+  async #applyOne(type: ResourceType, object: KubeObject): Promise<void> {
     const path = resourcePath(type, { namespace: object.metadata?.namespace ?? "", name: object.metadata?.name ?? "" });
-    const existing = current ?? (type === deploymentType ? undefined : await this.#optionalGet(path));
-    if (isUnmanaged(existing)) {
+    if (isUnmanaged(await this.#optionalGet(path))) {
       this.#options.log?.debug({ path }, "left alone: labelled unmanaged");
       return;
     }
@@ -337,10 +392,11 @@ export class DeploymentRunner implements PoolRunner {
     const currentReplicas = (current?.spec as { replicas?: number } | undefined)?.replicas ?? spec.minReplicas;
     const replicas = Math.min(spec.maxReplicas, Math.max(spec.minReplicas, currentReplicas));
     const selector = this.#selector(meta);
+    const resourceVersion = current?.metadata?.resourceVersion;
     return {
       apiVersion: "apps/v1",
       kind: "Deployment",
-      metadata: meta,
+      metadata: { ...meta, ...(resourceVersion !== undefined && { resourceVersion }) },
       spec: {
         replicas,
         selector: { matchLabels: selector },
@@ -387,6 +443,15 @@ export class DeploymentRunner implements PoolRunner {
       },
     };
   }
+}
+
+type PoolDeployment = KubeObject & { spec?: { replicas?: number }; status?: { readyReplicas?: number } };
+
+/** The Relais resource a pool's object is controlled by, if any. */
+function ownerKey(object: KubeObject): ObjectKey | undefined {
+  const owner = object.metadata?.ownerReferences?.find((reference) => reference.controller === true);
+  if (owner?.apiVersion !== API_VERSION || !(owner.kind in resourceTypes)) return undefined;
+  return { kind: owner.kind as ResourceKind, namespace: object.metadata?.namespace ?? "", name: owner.name };
 }
 
 export function tokenSecretName(pool: string): string {

@@ -83,6 +83,15 @@ function readyCondition(problem: Problem | undefined, kind: string): Omit<Condit
     : { type: ConditionTypes.Ready, status: "False", ...problem };
 }
 
+/** The compiled config in the KV, with the labels SendPolicy selectors match in the deliver pools. */
+async function publish(deps: ReconcileDeps, key: ObjectKey, resource: MessageResource): Promise<void> {
+  await putConfig(deps.kv, ConfigKeys.of(key.namespace, key.kind, key.name), {
+    generation: metaOf(resource).generation,
+    ...(resource.metadata.labels !== undefined && { labels: resource.metadata.labels }),
+    spec: resource.spec,
+  });
+}
+
 /** What the workers report about this Campaign or Automation, when the operator reads Redis. */
 async function figuresOf(
   deps: ReconcileDeps,
@@ -118,14 +127,7 @@ export async function reconcileMessageResource(key: ObjectKey, deps: ReconcileDe
   if (!meta.finalizers.includes(FINALIZER)) await deps.source.addFinalizer(key, FINALIZER);
 
   const problem = (await senderProblem(deps, resource, key.namespace)) ?? (await compileProblem(resource));
-  if (problem === undefined) {
-    await putConfig(deps.kv, ConfigKeys.of(key.namespace, key.kind, key.name), {
-      generation: meta.generation,
-      // SendPolicy selectors match these labels in the deliver pools.
-      ...(resource.metadata.labels !== undefined && { labels: resource.metadata.labels }),
-      spec: resource.spec,
-    });
-  }
+  if (problem === undefined) await publish(deps, key, resource);
   const previous = resource.status?.conditions;
   const ready = readyCondition(problem, resource.kind);
   const { figures, paused } = await figuresOf(deps, resource, key);

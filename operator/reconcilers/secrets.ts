@@ -78,7 +78,16 @@ export async function checkSecrets(source: ResourceSource, namespace: string, sp
       };
     }
     const value = secret[need.key];
-    const problem = value === undefined || value === "" ? "is missing or empty" : need.check?.(value);
+    // A key that is not there is missing (SecretMissing), as a Secret that is not; a value in the
+    // wrong form is invalid (SecretInvalid).
+    if (value === undefined || value === "") {
+      return {
+        kind: "missing",
+        secret: need.secret,
+        message: `Secret "${need.secret}" has no key "${need.key}" (${need.field}), or it is empty`,
+      };
+    }
+    const problem = need.check?.(value);
     if (problem !== undefined) {
       return {
         kind: "invalid",

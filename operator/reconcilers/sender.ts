@@ -42,6 +42,8 @@ function poolSpec(
     owner: { kind: "Sender", namespace, name: sender.metadata.name, ...(meta.uid !== undefined && { uid: meta.uid }) },
     minReplicas: fixed ?? spec.pool.minReplicas,
     maxReplicas: fixed ?? spec.pool.maxReplicas,
+    // KEDA's trigger threshold (keda mode); the built-in autoscaler reads it from its target.
+    targetLagPerReplica: spec.pool.targetLagPerReplica,
     configHash: configHash(spec, secrets.digest),
   };
 }

@@ -29,6 +29,7 @@ function spec(config: SharedPoolsConfig, kind: "ingest" | "engage"): PoolSpec {
     secretRefs: [],
     minReplicas: pool.minReplicas,
     maxReplicas: pool.maxReplicas,
+    targetLagPerReplica: pool.targetLagPerReplica,
     configHash: "",
   };
 }

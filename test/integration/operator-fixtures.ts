@@ -1,13 +1,16 @@
 // What the operator's integration tests share: a KubeClient on the harness' control plane, the
 // generated CRDs installed, a namespace per test, and a Sender manifest.
+import { execFile } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
 import type { TestContext } from "node:test";
+import { promisify } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parse } from "yaml";
 import { createKubeClient, resourcePath, resourceTypes } from "#operator";
 import type { KubeClient, KubeObject } from "#operator";
-import { defer, uniqueName, waitUntil } from "#harness";
+import { defer, toolPath, uniqueName, waitUntil } from "#harness";
 
+const exec = promisify(execFile);
 const generatedDir = new URL("../../crds/generated/", import.meta.url);
 
 export function kubeClient(kubeconfig: string): KubeClient {
@@ -35,6 +38,28 @@ export async function installCrds(client: KubeClient, crds: KubeObject[]): Promi
     { timeoutMs: 30_000, intervalMs: 200 },
   );
   if (reason !== "") throw new Error(`CRDs not established: ${reason}`);
+}
+
+/** Minimal stand-ins for the Prometheus Operator's and KEDA's CRDs: the runner only needs the APIs served. */
+export function openCrd(group: string, kind: string, plural: string, version: string): KubeObject {
+  return {
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: { name: `${plural}.${group}` },
+    spec: {
+      group,
+      scope: "Namespaced",
+      names: { kind, plural, singular: kind.toLowerCase() },
+      versions: [
+        {
+          name: version,
+          served: true,
+          storage: true,
+          schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+        },
+      ],
+    },
+  };
 }
 
 /** Installs the Relais CRDs from crds/generated. */
@@ -84,4 +109,23 @@ export async function applySender(client: KubeClient, sender: KubeObject): Promi
 
 export function senderPath(namespace: string, name: string): string {
   return resourcePath(resourceTypes.Sender, { namespace, name });
+}
+
+export interface Kubectl {
+  /** Runs kubectl; rejects with its stderr when it fails. `input` goes to stdin. */
+  (args: string[], input?: string): Promise<string>;
+}
+
+/** kubectl against `kubeconfig`, as a user runs it. */
+export function kubectlFor(kubeconfig: string): Kubectl {
+  return async (args, input) => {
+    const child = exec(toolPath("kubectl"), args, { env: { ...process.env, KUBECONFIG: kubeconfig } });
+    if (input !== undefined) child.child.stdin?.end(input);
+    try {
+      return (await child).stdout;
+    } catch (error) {
+      const stderr = (error as { stderr?: string }).stderr ?? "";
+      throw new Error(`kubectl ${args.join(" ")} failed: ${stderr}`, { cause: error });
+    }
+  };
 }

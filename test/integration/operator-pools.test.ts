@@ -25,6 +25,7 @@ import {
   installCrds,
   installRelaisCrds,
   kubeClient,
+  openCrd,
   senderManifest,
   senderPath,
   testNamespace,
@@ -32,28 +33,6 @@ import {
 
 const stack = useStack(["kube"]);
 let client: KubeClient;
-
-/** Minimal stand-ins for the Prometheus Operator's and KEDA's CRDs: the runner only needs the APIs served. */
-function openCrd(group: string, kind: string, plural: string, version: string): KubeObject {
-  return {
-    apiVersion: "apiextensions.k8s.io/v1",
-    kind: "CustomResourceDefinition",
-    metadata: { name: `${plural}.${group}` },
-    spec: {
-      group,
-      scope: "Namespaced",
-      names: { kind, plural, singular: kind.toLowerCase() },
-      versions: [
-        {
-          name: version,
-          served: true,
-          storage: true,
-          schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
-        },
-      ],
-    },
-  };
-}
 
 before(async () => {
   await stack.ready();
@@ -309,7 +288,9 @@ describe("the Deployment pool runner", () => {
         );
         return left.every((object) => object === undefined);
       },
-      { timeoutMs: 30_000, intervalMs: 200 },
+      // The garbage collector learns new kinds (the Sender CRD, installed moments ago on a fresh
+      // control plane) at its 30 s discovery resync; only then can it resolve the owner.
+      { timeoutMs: 60_000, intervalMs: 200 },
     );
     assert.equal(reason, "", "the pool outlived its Sender");
   });

@@ -102,7 +102,10 @@ describe("Sender reconciler", () => {
     assert.equal(config.generation, 1);
     assert.equal(config.spec.email?.from.address, "shop@example.com");
     const consumer = await op.jsm.consumers.info(Streams.sends, ConsumerNames.deliver(op.namespace, "mail"));
-    assert.equal(consumer.config.filter_subject, `relais.sends.${op.namespace}.mail`);
+    assert.deepEqual(consumer.config.filter_subjects, [
+      `relais.sends.${op.namespace}.mail`,
+      `relais.sends.${op.namespace}.mail.>`,
+    ]);
     const pool = deliverPool(op.namespace, "mail");
     const started = await waitUntil(async () => (await op.pools.state(pool))?.readyReplicas === 1, {
       timeoutMs: 15_000,
