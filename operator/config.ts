@@ -1,22 +1,7 @@
 // The operator's configuration: RELAIS_* environment variables, parsed once (docs/configuration.md).
 import { hostname } from "node:os";
 import { z } from "zod";
-import { ConfigError, parseConfig } from "#runtime";
-
-/** A JSON-valued variable, parsed then validated by `schema`. */
-function jsonString<T extends z.ZodType>(schema: T) {
-  return z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: "custom", message: "must be JSON" });
-        return z.NEVER;
-      }
-    })
-    .pipe(schema);
-}
+import { ConfigError, jsonString, parseConfig } from "#runtime";
 
 const quantity = z.string().regex(/^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$/, {
   error: "must be a Kubernetes quantity such as 100m or 256Mi",

@@ -1,6 +1,6 @@
 // Each process parses its configuration once, from the environment, with one zod strictObject.
 // Defaults live in that schema and nowhere else; the result is frozen and passed down.
-import type { z } from "zod";
+import { z } from "zod";
 import { ConfigError } from "./errors.ts";
 
 /**
@@ -31,4 +31,19 @@ export function parseConfig<T extends z.ZodObject>(
 /** natsUrl -> RELAIS_NATS_URL */
 export function envName(field: string): string {
   return `RELAIS_${field.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()}`;
+}
+
+/** A JSON-valued variable, parsed then validated by `schema`. */
+export function jsonString<T extends z.ZodType>(schema: T) {
+  return z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: "custom", message: "must be JSON" });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
 }

@@ -1,13 +1,13 @@
 // The front door of runtime/: process plumbing shared by the operator and every worker.
 export { ConfigError, ErrorCodes, RelaisError, isRelaisError } from "./errors.ts";
-export { abortOnSignals, untilAborted } from "./lifecycle.ts";
+export { abortOnSignals, delay, untilAborted } from "./lifecycle.ts";
 export { REDACT_PATHS, createLogger } from "./log.ts";
 
 export type { ErrorCategory, ErrorCode } from "./errors.ts";
 export type { Runnable } from "./lifecycle.ts";
 export type { Logger, LoggerOptions } from "./log.ts";
 
-export { envName, parseConfig } from "./config.ts";
+export { envName, jsonString, parseConfig } from "./config.ts";
 export * from "./wire/index.ts";
 export { connectNats, connectRedis } from "./connections.ts";
 export { registerProcessMetrics } from "./metrics.ts";

@@ -34,3 +34,19 @@ export function untilAborted(signal: AbortSignal): Promise<void> {
     );
   });
 }
+
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects): a loop's pause. */
+export function delay(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}

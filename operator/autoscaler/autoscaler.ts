@@ -7,6 +7,7 @@ import type { PoolRef, PoolRunner } from "../types.ts";
 import { decide } from "./decide.ts";
 import type { Recommendation } from "./decide.ts";
 import type { ScaleTarget, ScaleTargets } from "./targets.ts";
+import { delay } from "#runtime";
 
 export interface AutoscalerOptions {
   jsm: JetStreamManager;
@@ -43,17 +44,7 @@ export class Autoscaler {
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       await this.round();
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.#options.intervalMs);
-        signal.addEventListener(
-          "abort",
-          () => {
-            clearTimeout(timer);
-            resolve();
-          },
-          { once: true },
-        );
-      });
+      await delay(this.#options.intervalMs, signal);
     }
   }
 

@@ -1,6 +1,7 @@
 // The wire contracts between processes: subjects, streams, Redis keys, message schemas, tokens.
 export { ensureStreams, SEND_ACK_WAIT_MS, senderConsumerConfig, streamConfigs } from "./streams.ts";
-export { ProfileFields, RedisKeys } from "./keys.ts";
+export { ProfileFields, profileFromHash, RedisKeys } from "./keys.ts";
+export type { ProfileFromHash } from "./keys.ts";
 export { AutomationCounterFields, readAutomationCounters, SkipReasons, unaccountedInstances } from "./counters.ts";
 export type { AutomationCounters, CountersRedis, SkipReason } from "./counters.ts";
 export { eraseMessageSchema, eventMessageSchema, feedbackMessageSchema, FeedbackOutcomes } from "./messages.ts";

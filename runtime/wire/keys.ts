@@ -65,3 +65,29 @@ export const RedisKeys = {
   campaignClaims: (namespace: string, campaign: string, runId: string): string =>
     `${prefix(namespace)}cmp:${campaign}:run:${runId}:claims`,
 } as const;
+
+/** A profile hash as filters, segments and templates see it: one shape everywhere. */
+export interface ProfileFromHash {
+  id: string;
+  email: string | null;
+  emailSubscription: string | null;
+  language: string | null;
+  timezone: string | null;
+  attributes: Record<string, unknown>;
+}
+
+/** Reads a profile hash (HGETALL of RedisKeys.profile): `a:<name>` fields are JSON attributes. */
+export function profileFromHash(id: string, hash: Record<string, string>): ProfileFromHash {
+  const attributes: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(hash)) {
+    if (field.startsWith("a:")) attributes[field.slice(2)] = JSON.parse(value) as unknown;
+  }
+  return {
+    id,
+    email: hash.email ?? null,
+    emailSubscription: hash.emailSubscription ?? null,
+    language: hash.language ?? null,
+    timezone: hash.timezone ?? null,
+    attributes,
+  };
+}

@@ -1,6 +1,6 @@
 // What to do with a claimed send before rendering: whom to send to, or why not.
 import type { SendJob } from "#runtime";
-import { ProfileFields } from "#runtime";
+import { ProfileFields, profileFromHash } from "#runtime";
 import type { RenderProfile } from "./render.ts";
 import type { SkipReason } from "./metrics.ts";
 import type { ClaimedProfile } from "./store.ts";
@@ -15,25 +15,11 @@ export type Recipient =
 
 export type Decision = { kind: "send"; recipient: Recipient } | { kind: "skip"; reason: SkipReason };
 
-function renderProfile(id: string, hash: Record<string, string>): RenderProfile {
-  const attributes: Record<string, unknown> = {};
-  for (const [field, value] of Object.entries(hash)) {
-    if (field.startsWith("a:")) attributes[field.slice(2)] = JSON.parse(value) as unknown;
-  }
-  return {
-    id,
-    email: hash.email ?? null,
-    language: hash.language ?? null,
-    timezone: hash.timezone ?? null,
-    attributes,
-  };
-}
-
 /** Decides a send from the profile as claimed. Suppression wins over everything, even transactional. */
 export function decide(job: SendJob, channel: "email" | "webpush", claim: ClaimedProfile): Decision {
   const hash = claim.profile;
   if (hash === undefined) return { kind: "skip", reason: "no_profile" };
-  const profile = renderProfile(job.profileId, hash);
+  const profile: RenderProfile = profileFromHash(job.profileId, hash);
   if (channel === "webpush") {
     const stored = job.endpoint === undefined ? undefined : hash[ProfileFields.push(job.endpoint)];
     if (stored === undefined) return { kind: "skip", reason: "no_subscription" };

@@ -5,7 +5,7 @@
 // is acked: a redelivery after a crash is recognised and not sent again, and the only window for
 // a duplicate is a crash between a channel accepting a message and its mark.
 import type { Consumer, JsMsg } from "@nats-io/jetstream";
-import { sendJobSchema } from "#runtime";
+import { delay, sendJobSchema } from "#runtime";
 import type { FeedbackMessage, Logger, Runnable, SendJob } from "#runtime";
 import type { RenderedMessage, SendResult } from "./channel.ts";
 import type { ConfigView, SenderState, TemplateLookup } from "./config-view.ts";
@@ -104,7 +104,7 @@ export class DeliveryPipeline implements Runnable {
       const sender = await this.#deps.config.sender();
       if (sender?.channel.kind !== "built") {
         this.#ready = false;
-        await sleep(1000, signal);
+        await delay(1000, signal);
         continue;
       }
       this.#ready = true;
@@ -340,7 +340,7 @@ export class DeliveryPipeline implements Runnable {
       }
       // Ask again when about half of the remaining tokens are due, not at every single token.
       const perToken = limits === undefined ? 0 : 1000 / limits.perSecond;
-      await sleep(Math.max(waitMs, Math.min(1000, (pending.length / 2) * perToken)), signal);
+      await delay(Math.max(waitMs, Math.min(1000, (pending.length / 2) * perToken)), signal);
       this.#deps.metrics.rateLimitWait.inc(this.#labels, (performance.now() - started) / 1000);
     }
     await Promise.all(sends);
@@ -515,22 +515,4 @@ function safeJson(message: JsMsg): unknown {
   } catch {
     return undefined;
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 }

@@ -1,21 +1,6 @@
 // The ingest process's configuration: RELAIS_* environment variables, parsed once.
 import { z } from "zod";
-import { parseConfig } from "#runtime";
-
-/** A JSON-valued variable, parsed then validated by `schema`. */
-function jsonString<T extends z.ZodType>(schema: T) {
-  return z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: "custom", message: "must be JSON" });
-        return z.NEVER;
-      }
-    })
-    .pipe(schema);
-}
+import { jsonString, parseConfig } from "#runtime";
 
 const apiKeyEntry = z.strictObject({
   keyId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),

@@ -4,6 +4,7 @@ import type { Logger, Runnable } from "#runtime";
 import type { IngestMetrics } from "./metrics.ts";
 import type { ProfileStore } from "./profiles/store.ts";
 import type { IngestService } from "./service.ts";
+import { delay } from "#runtime";
 
 export interface PurgeOptions {
   retentionDays: Readonly<Record<string, number>>;
@@ -50,22 +51,8 @@ export function inactivePurge(deps: PurgeDeps, options: PurgeOptions): Runnable 
         if (Object.values(removed).some((count) => count > 0)) deps.log.info({ removed }, "inactive profiles purged");
         // A full batch means more are waiting: go again at once.
         const more = Object.values(removed).some((count) => count >= options.batchSize);
-        if (!more) await sleep(options.intervalMs, signal);
+        if (!more) await delay(options.intervalMs, signal);
       }
     },
   };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 }

@@ -5,7 +5,7 @@
 // concurrent publishes, each with an idempotency key, and one script ends the sent instances. So
 // neither a replayed event nor a retried fire can send twice.
 import type { Redis } from "ioredis";
-import { AutomationCounterFields, ERASE_EVENT, RedisKeys, Subjects } from "#runtime";
+import { AutomationCounterFields, ERASE_EVENT, profileFromHash, RedisKeys, Subjects } from "#runtime";
 import type { EventMessage, Logger, SendJob } from "#runtime";
 import type { AutomationRegistry, CompiledAutomation } from "./registry.ts";
 import { instanceKey } from "./store.ts";
@@ -337,16 +337,6 @@ export class AutomationEngine {
   /** The profile as CEL filters see it: one HGETALL. */
   async #loadProfile(namespace: string, profileId: string): Promise<Record<string, unknown>> {
     const hash = await this.#deps.redis.hgetall(RedisKeys.profile(namespace, profileId));
-    const attributes: Record<string, unknown> = {};
-    for (const [field, value] of Object.entries(hash))
-      if (field.startsWith("a:")) attributes[field.slice(2)] = JSON.parse(value) as unknown;
-    return {
-      id: profileId,
-      email: hash.email ?? null,
-      emailSubscription: hash.emailSubscription ?? null,
-      language: hash.language ?? null,
-      timezone: hash.timezone ?? null,
-      attributes,
-    };
+    return { ...profileFromHash(profileId, hash) };
   }
 }

@@ -3,7 +3,7 @@
 // decided per chunk by the planner, after these (so a skipped profile never claims an address).
 import { compileExpression } from "#crds";
 import type { CampaignSpec, CompiledExpression } from "#crds";
-import { CampaignSkipReasons } from "#runtime";
+import { CampaignSkipReasons, profileFromHash } from "#runtime";
 import type { CampaignSkipReason } from "#runtime";
 
 export interface CompiledCampaign {
@@ -48,18 +48,7 @@ export type AudienceDecision =
 
 /** The profile as segments see it: the same shape as automation filters. */
 export function celProfile(id: string, hash: Record<string, string>): Record<string, unknown> {
-  const attributes: Record<string, unknown> = {};
-  for (const [field, value] of Object.entries(hash)) {
-    if (field.startsWith("a:")) attributes[field.slice(2)] = JSON.parse(value) as unknown;
-  }
-  return {
-    id,
-    email: hash.email ?? null,
-    emailSubscription: hash.emailSubscription ?? null,
-    language: hash.language ?? null,
-    timezone: hash.timezone ?? null,
-    attributes,
-  };
+  return { ...profileFromHash(id, hash) };
 }
 
 function pushDestinations(hash: Record<string, string>): Destination[] {
