@@ -3,7 +3,7 @@
 // SendPolicy's decisions, and whether a Sender or Campaign is paused by a SendPolicy.
 import type { Redis } from "ioredis";
 import { CampaignPhases, ConditionReasons, ConditionTypes } from "#crds";
-import type { CampaignPhase, CampaignStatus } from "#crds";
+import type { CampaignPhase, CampaignStatus, Condition } from "#crds";
 import {
   clearPause,
   readAutomationCounters,
@@ -12,6 +12,7 @@ import {
   readPolicyDecisions,
 } from "#runtime";
 import type { Observation } from "./conditions.ts";
+import type { ObjectKey } from "../types.ts";
 import type { ReconcileDeps } from "./types.ts";
 
 /** The annotation a person sets (to the current time) to resume a paused Sender or Campaign. */
@@ -76,4 +77,19 @@ export async function pausedCondition(
       `SendPolicy ${pause.policy}: ${pause.reason} ${rate} over ${pause.sends} sends at ${pause.at}; sends are held. ` +
       `Resume with: kubectl annotate ${options.target.split("/")[0]?.toLowerCase() ?? ""} ${options.target.split("/")[1] ?? ""} ${RESUME_ANNOTATION}=$(date -u +%FT%TZ) --overwrite`,
   };
+}
+
+/** Records a Warning Event when a Sender or Campaign becomes paused (once, on the transition). */
+export async function announcePause(
+  deps: ReconcileDeps,
+  key: ObjectKey,
+  options: { previous: readonly Condition[] | undefined; paused: Observation | undefined },
+): Promise<void> {
+  if (options.paused === undefined) return;
+  if (options.previous?.some((condition) => condition.type === ConditionTypes.Paused) === true) return;
+  await deps.source.recordEvent(key, {
+    type: "Warning",
+    reason: ConditionReasons.AutoPaused,
+    message: options.paused.message,
+  });
 }

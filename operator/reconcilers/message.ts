@@ -11,7 +11,7 @@ import { checkMessage, describeProblem } from "../compile/templates.ts";
 import type { ObjectKey } from "../types.ts";
 import { setConditions, statusChanged } from "./conditions.ts";
 import type { Observation } from "./conditions.ts";
-import { automationFigures, campaignFigures, pausedCondition } from "./figures.ts";
+import { announcePause, automationFigures, campaignFigures, pausedCondition } from "./figures.ts";
 import { putConfig } from "./kv.ts";
 import { metaOf } from "./meta.ts";
 import { done, FINALIZER } from "./types.ts";
@@ -131,6 +131,7 @@ export async function reconcileMessageResource(key: ObjectKey, deps: ReconcileDe
   const previous = resource.status?.conditions;
   const ready = readyCondition(problem, resource.kind);
   const { figures, paused } = await figuresOf(deps, resource, key);
+  await announcePause(deps, key, { previous, paused });
   const conditions = setConditions(previous, [ready, ...(paused === undefined ? [] : [paused])], {
     generation: meta.generation,
     now: deps.now(),

@@ -6,7 +6,7 @@ import type { Sender, SenderSpec, SenderStatus } from "#crds";
 import { ConfigKeys, ConsumerNames, PauseTargets, senderConsumerConfig, Streams } from "#runtime";
 import type { ObjectKey, PoolRef, PoolSpec } from "../types.ts";
 import { setConditions, statusChanged } from "./conditions.ts";
-import { pausedCondition } from "./figures.ts";
+import { announcePause, pausedCondition } from "./figures.ts";
 import type { Observation } from "./conditions.ts";
 import { putConfig } from "./kv.ts";
 import { metaOf } from "./meta.ts";
@@ -85,6 +85,7 @@ export async function reconcileSender(key: ObjectKey, deps: ReconcileDeps): Prom
           { ...deps, redis: deps.redis },
           { namespace: key.namespace, target: PauseTargets.sender(key.name), annotations: sender.metadata.annotations },
         );
+  await announcePause(deps, key, { previous: sender.status?.conditions, paused });
   const conditions = (observations: Observation[]) =>
     setConditions(sender.status?.conditions, paused === undefined ? observations : [...observations, paused], {
       generation,

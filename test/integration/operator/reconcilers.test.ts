@@ -302,6 +302,11 @@ describe("status figures", () => {
       "Sender paused",
     );
     assert.match((await conditionOf("Paused"))?.message ?? "", /weekly-cap: bounceRate 50\.0% over 200 sends/);
+    const pausedEvents = () => op.events.filter(({ event }) => event.reason === "AutoPaused");
+    assert.deepEqual(
+      pausedEvents().map(({ key, event }) => [key.kind, key.name, event.type]),
+      [["Sender", "mail", "Warning"]],
+    );
     await waitUntil(async () => (await status("Automation", "welcome"))?.counters !== undefined, { timeoutMs: 15_000 });
     assert.deepEqual((await status("Automation", "welcome"))?.counters, {
       triggered: 5,
@@ -329,5 +334,6 @@ describe("status figures", () => {
       "resumed",
     );
     assert.equal((await readPauses(op.redis, op.namespace)).size, 0);
+    assert.equal(pausedEvents().length, 1, "one Event for one pause, however many reconciles saw it");
   });
 });
