@@ -32,7 +32,7 @@ import type { KubeClient, KubeObject, ResourceKind } from "#operator";
 import { freePort, generateDkimKey, startStack, uniqueName, waitUntil } from "#harness";
 import type { Stack } from "#harness";
 import { installRelaisCrds, kubeClient } from "../integration/operator-fixtures.ts";
-import { commandLine, numberSetting, packageVersion, stopChild } from "./support.ts";
+import { commandLine, cpuSeconds, numberSetting, packageVersion, stopChild } from "./support.ts";
 
 const resources = numberSetting("BENCH_OPERATOR_RESOURCES", 1000, { min: 1, max: 100_000 });
 const namespaceCount = numberSetting("BENCH_OPERATOR_NAMESPACES", 50, { min: 1, max: 1000 });
@@ -332,6 +332,17 @@ async function waitForLeader(operator: Operator, options: { sharedPools: boolean
   );
 }
 
+/** Samples relais_operator_queue_depth every 500 ms until `signal` aborts. */
+async function sampleQueueDepth(operator: Operator, signal: AbortSignal): Promise<{ mean: number; max: number }> {
+  const depths: number[] = [];
+  while (!signal.aborted) {
+    const match = /^relais_operator_queue_depth (\S+)$/m.exec((await metricsText(operator)) ?? "");
+    if (match !== null) depths.push(Number(match[1]));
+    await sleep(500);
+  }
+  return { mean: round(depths.reduce((a, b) => a + b, 0) / Math.max(1, depths.length)), max: Math.max(0, ...depths) };
+}
+
 // ---- Histograms from /metrics ----
 
 type Buckets = Map<number, number>;
@@ -526,10 +537,18 @@ async function measure(stack: Stack, client: KubeClient, kubeconfig: string) {
       const allReconciled = await waitAllReconciled(client, new Set(namespaces), operator);
       const initialMetrics = (await metricsText(operator)) ?? "";
       const peakDuringSync = sampler.peak();
+      const steady = { at: performance.now(), cpu: cpuSeconds(operator.pid) ?? 0, stop: new AbortController() };
+      const queueDepth = sampleQueueDepth(operator, steady.stop.signal);
       await sleep(settleMs);
       const settled = sampler.recentMean(Math.min(10_000, settleMs));
       const latencies = await changeToReconcile(client, planned);
       const finalMetrics = (await metricsText(operator)) ?? "";
+      const steadySeconds = (performance.now() - steady.at) / 1000;
+      const steadyCpu = ((cpuSeconds(operator.pid) ?? 0) - steady.cpu) / steadySeconds;
+      steady.stop.abort();
+      const initialFigures = reconcileFigures(initialMetrics);
+      const finalFigures = reconcileFigures(finalMetrics);
+      const steadyReconciles = (finalFigures.overall?.count ?? 0) - (initialFigures.overall?.count ?? 0);
       return {
         createSeconds: round(createSeconds, 2),
         spawnToLeaderSeconds: round((leading - spawned) / 1000, 2),
@@ -542,8 +561,14 @@ async function measure(stack: Stack, client: KubeClient, kubeconfig: string) {
           settled,
           perResourceKiB: round(((settled - baseline.settledRssMiB) * 1024) / resources),
         },
-        reconcileInitialSync: reconcileFigures(initialMetrics),
-        reconcileWholeRun: reconcileFigures(finalMetrics),
+        reconcileInitialSync: initialFigures,
+        reconcileWholeRun: finalFigures,
+        afterSync: {
+          seconds: round(steadySeconds),
+          reconcilesPerSecond: round(steadyReconciles / steadySeconds),
+          cpuCores: round(steadyCpu, 2),
+          queueDepth: await queueDepth,
+        },
         changeToReconcileMs: {
           count: latencies.length,
           p50: round(percentile(latencies, 50)),
@@ -580,6 +605,11 @@ function printTable(results: Awaited<ReturnType<typeof measure>>): void {
       "reconcile overall (whole run)",
       `n=${overall.count} p50 ${String(overall.p50Ms)} ms, p99 ${String(overall.p99Ms)} ms`,
     ]);
+  const after = results.afterSync;
+  rows.push([
+    "after sync (settle + edits)",
+    `${after.reconcilesPerSecond} reconciles/s, ${after.cpuCores} cores, queue depth mean ${after.queueDepth.mean} max ${after.queueDepth.max}`,
+  ]);
   const change = results.changeToReconcileMs;
   rows.push(["change → reconciled", `n=${change.count} p50 ${change.p50} ms, p99 ${change.p99} ms`]);
   const width = Math.max(...rows.map(([label]) => label.length));
