@@ -14,12 +14,15 @@
 //   relais_operator_reconcile_duration_seconds histogram, interpolated within buckets as
 //   Prometheus' histogram_quantile does: for the initial sync (scraped when all were reconciled)
 //   and for the whole run (resyncs and edits included);
-// - change-to-reconcile latency: an Automation's spec patched (one at a time) until its
-//   status.observedGeneration catches up, polled every 10 ms (the figures' resolution).
+// - change-to-reconcile latency: an Automation's spec patched (one at a time, 0.5-1.5 × the
+//   spacing apart, so edits land at every phase of the resync) until its
+//   status.observedGeneration catches up, polled every 10 ms (the figures' resolution);
+// - after the sync (settle + edits): reconciles per second, the process' CPU cores (/proc), and
+//   relais_operator_queue_depth (mean, max), which show how much of the time resync keeps it busy.
 //
 // Run: npm run bench:operator   (or: node test/bench/operator.ts)
 // Settings: BENCH_OPERATOR_RESOURCES (1000), BENCH_OPERATOR_NAMESPACES (50), BENCH_OPERATOR_EDITS
-// (50), BENCH_OPERATOR_SETTLE_MS (15000), BENCH_OPERATOR_STATUS_INTERVAL_MS (the operator's
+// (50), BENCH_OPERATOR_EDIT_SPACING_MS (500), BENCH_OPERATOR_SETTLE_MS (15000), BENCH_OPERATOR_STATUS_INTERVAL_MS (the operator's
 // RELAIS_STATUS_INTERVAL_MS, i.e. its resync; 10000, its default). Figures go to stdout and
 // bench-results/operator.json.
 import { spawn } from "node:child_process";
@@ -37,6 +40,7 @@ import { commandLine, cpuSeconds, numberSetting, packageVersion, stopChild } fro
 const resources = numberSetting("BENCH_OPERATOR_RESOURCES", 1000, { min: 1, max: 100_000 });
 const namespaceCount = numberSetting("BENCH_OPERATOR_NAMESPACES", 50, { min: 1, max: 1000 });
 const edits = numberSetting("BENCH_OPERATOR_EDITS", 50, { min: 0, max: 10_000 });
+const editSpacingMs = numberSetting("BENCH_OPERATOR_EDIT_SPACING_MS", 500, { min: 0, max: 60_000 });
 const settleMs = numberSetting("BENCH_OPERATOR_SETTLE_MS", 15_000, { min: 1000, max: 600_000 });
 const statusIntervalMs = numberSetting("BENCH_OPERATOR_STATUS_INTERVAL_MS", 10_000, { min: 100, max: 3_600_000 });
 
@@ -449,7 +453,10 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
 }
 
-/** Patches Automations' subjects one at a time; ms from each patch's answer until status follows. */
+/**
+ * Patches Automations' subjects one at a time, a jittered spacing apart; ms from each patch's
+ * answer until status follows.
+ */
 async function changeToReconcile(client: KubeClient, planned: readonly Planned[]): Promise<number[]> {
   const automations = planned.filter((resource) => resource.kind === "Automation");
   const latencies: number[] = [];
@@ -471,6 +478,8 @@ async function changeToReconcile(client: KubeClient, planned: readonly Planned[]
       await sleep(10);
     }
     latencies.push(performance.now() - applied);
+    // Spread over several resync periods, at no fixed phase of them, as a user's edits land.
+    await sleep(editSpacingMs * (0.5 + Math.random()));
   }
   return latencies;
 }
@@ -626,7 +635,7 @@ async function main(): Promise<void> {
     const results = {
       command: commandLine(import.meta.filename),
       versions: { node: process.version, "@kubernetes/client-node": packageVersion("@kubernetes/client-node") },
-      settings: { resources, namespaces: namespaceCount, edits, settleMs, statusIntervalMs },
+      settings: { resources, namespaces: namespaceCount, edits, editSpacingMs, settleMs, statusIntervalMs },
       loadAverage: loadavg().map((load) => round(load, 2)),
       ...figures,
     };
