@@ -79,7 +79,7 @@ export const operatorConfigSchema = z.strictObject({
   /** A pool scales down only to the highest replica count recommended over this window. */
   stabilizationWindowMs: z.coerce.number().int().min(0).default(60_000),
   /** How often status figures are refreshed and every resource re-reconciled (resync). */
-  statusIntervalMs: z.coerce.number().int().min(100).default(10_000),
+  statusIntervalMs: z.coerce.number().int().min(100).default(60_000),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 export type OperatorConfig = z.output<typeof operatorConfigSchema>;

@@ -147,7 +147,7 @@ export async function runOperator(options: OperatorOptions, signal: AbortSignal)
   const queue =
     options.queue ??
     createWorkQueue({
-      concurrency: 4,
+      concurrency: 16,
       baseBackoffMs: 500,
       maxBackoffMs: 60_000,
       onError: (key, error) => {
