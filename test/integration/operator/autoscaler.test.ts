@@ -60,7 +60,9 @@ spec:
       html: <p>-20%</p>
 `,
     );
+    // The Campaign can be ready before the Sender's reconcile has created the pool: wait for both.
     await op.waitForReady("Campaign", "promo", (ready) => ready.status === "True");
+    await op.waitForReady("Sender", "mail", (ready) => ready.status === "True");
     const pool = deliverPool(op.namespace, "mail");
     assert.deepEqual(await op.pools.state(pool), { desiredReplicas: 0, readyReplicas: 0 }, "idle at zero");
     const redis = connectRedis(stack.redisUrl, "autoscaler-test");
