@@ -1,7 +1,17 @@
 #!/usr/bin/env node
 // The one `relais` CLI: its first argument selects the process, so one image serves every pool.
+//
+// Only Node's own modules are imported statically: the compile cache must be on before the first
+// of ours is compiled (a static import is compiled before this file runs). With the cache, a pool
+// process that restarts — after a crash, or scaling from zero — compiles nothing it compiled
+// before: about a third less time to ready on the 2-core machine. NODE_COMPILE_CACHE chooses the
+// directory (default: the OS temporary directory, an emptyDir in the pools' Deployments); an
+// unwritable one only turns the cache off.
+import { enableCompileCache } from "node:module";
 import { parseArgs } from "node:util";
-import { abortOnSignals, isRelaisError } from "#runtime";
+
+enableCompileCache();
+const { abortOnSignals, isRelaisError } = await import("#runtime");
 
 const usage = `Usage: relais <command> [options]
 
