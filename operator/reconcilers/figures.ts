@@ -37,7 +37,12 @@ export async function campaignFigures(
   options: { namespace: string; name: string; suspended: boolean },
 ): Promise<Pick<CampaignStatus, "phase" | "progress" | "nextRunAt" | "lastRun">> {
   const summary = await readCampaignStatusSummary(redis, { namespace: options.namespace, campaign: options.name });
-  return { ...summary, phase: phaseOf(summary, options.suspended) };
+  const phase = phaseOf(summary, options.suspended);
+  if (summary.lastRun === undefined) return { ...summary, phase };
+  // The run's status shows as the phase; status.lastRun has no such field, so the API server would
+  // prune it while local mode's status files kept it: the two would disagree.
+  const { status: _status, ...lastRun } = summary.lastRun;
+  return { ...summary, lastRun, phase };
 }
 
 function phaseOf(summary: Awaited<ReturnType<typeof readCampaignStatusSummary>>, suspended: boolean): CampaignPhase {
