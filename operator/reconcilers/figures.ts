@@ -7,6 +7,7 @@ import type { CampaignPhase, CampaignStatus, Condition } from "#crds";
 import {
   clearPause,
   readAutomationCounters,
+  readCampaignPreview,
   readCampaignStatusSummary,
   readPauses,
   readPolicyDecisions,
@@ -35,9 +36,15 @@ export async function automationFigures(redis: Redis, namespace: string, name: s
 export async function campaignFigures(
   redis: Redis,
   options: { namespace: string; name: string; suspended: boolean },
-): Promise<Pick<CampaignStatus, "phase" | "progress" | "nextRunAt" | "lastRun">> {
-  const summary = await readCampaignStatusSummary(redis, { namespace: options.namespace, campaign: options.name });
-  return { ...summary, phase: phaseOf(summary, options.suspended) };
+): Promise<Pick<CampaignStatus, "phase" | "progress" | "nextRunAt" | "lastRun" | "preview">> {
+  const campaign = { namespace: options.namespace, campaign: options.name };
+  const [summary, preview] = await Promise.all([
+    readCampaignStatusSummary(redis, campaign),
+    options.suspended ? readCampaignPreview(redis, campaign) : undefined,
+  ]);
+  // Only while suspended: a resumed campaign's preview is history (engage deletes it too). Always
+  // set, undefined included, so the spread over the previous status drops a stale one.
+  return { ...summary, phase: phaseOf(summary, options.suspended), preview };
 }
 
 function phaseOf(summary: Awaited<ReturnType<typeof readCampaignStatusSummary>>, suspended: boolean): CampaignPhase {

@@ -47,7 +47,9 @@ export {
   parseCampaignJobId,
   readCampaignRun,
   readCampaignRuns,
+  readCampaignPreview,
   readCampaignStatusSummary,
+  requestCampaignPreview,
 } from "./campaigns.ts";
 export type {
   CampaignOutcomeCounter,
