@@ -187,8 +187,7 @@ export class CampaignRunner implements Runnable {
     const { namespace, name } = campaign;
     const state = await store.state(namespace, name, clock.now());
     if (campaign.spec.suspend) {
-      // A run stopped mid-way resumes where it stopped: a preview of a fresh run would mislead.
-      if (state.current === undefined) await this.#considerPreview(campaign);
+      await this.#considerPreview(campaign, state);
       return;
     }
     if (state.current !== undefined) {
@@ -253,8 +252,15 @@ export class CampaignRunner implements Runnable {
    * Computes the preview of a suspended campaign when it has none for its generation, or a refresh
    * was asked for; under the campaign's lease, so one replica walks it and no run starts meanwhile.
    */
-  async #considerPreview(campaign: CompiledCampaign): Promise<void> {
+  async #considerPreview(
+    campaign: CompiledCampaign,
+    schedule: Awaited<ReturnType<CampaignStore["state"]>>,
+  ): Promise<void> {
     const { namespace, name } = campaign;
+    // Only what resuming would send: a run stopped mid-way resumes where it stopped, and a one-off
+    // campaign that already ran sends nothing more; a preview of a fresh run would mislead in both.
+    const due = dueRun(campaign.spec, schedule.schedule, this.#deps.clock.now());
+    if (schedule.current !== undefined || (due.kind === "none" && due.nextAt === undefined)) return;
     const state = await this.#deps.store.previewState(namespace, name);
     if (state.generation === campaign.generation && state.answered >= state.requested) return;
     if (!(await this.#lease(campaign))) return;
