@@ -66,8 +66,8 @@ export const RedisKeys = {
     `${prefix(namespace)}cmp:${campaign}:run:${runId}:claims`,
   /**
    * HASH: the preview of a suspended campaign, written by engage: `json` (audience, skips, samples;
-   * read by the operator for status and by ingest for the preview API) and `request` (the refresh
-   * request it answers). Deleted when the campaign resumes.
+   * read by the operator for status and by ingest for the preview API), its `generation`, and
+   * `request` (the refresh request it answers). Deleted when the campaign resumes.
    */
   campaignPreview: (namespace: string, campaign: string): string => `${prefix(namespace)}cmp:${campaign}:preview`,
   /** STRING: a counter the preview API increments to ask for a fresh preview. */

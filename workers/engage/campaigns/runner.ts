@@ -82,8 +82,9 @@ export class CampaignRunner implements Runnable {
     if (campaign.spec.suspend && previous?.spec.suspend !== true) {
       this.#chore(this.#purgeRuns(campaign.namespace, campaign.name, { markDeleted: false }));
     }
-    // Resumed: its preview is history (status.preview goes, the preview API answers 404).
-    if (!campaign.spec.suspend && previous?.spec.suspend === true) {
+    // Resumed (or first seen resumed, e.g. resumed while engage was down): its preview is history
+    // (status.preview goes, the preview API answers 404).
+    if (!campaign.spec.suspend && previous?.spec.suspend !== false) {
       this.#chore(this.#deps.store.deletePreview(campaign.namespace, campaign.name));
     }
   }
