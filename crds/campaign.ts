@@ -256,6 +256,13 @@ export const campaignKind: KindDefinition<"Campaign", typeof campaignSpecSchema,
       description: "Sent / targeted in the current or last run.",
     },
     { name: "Next Run", type: "date", jsonPath: ".status.nextRunAt", description: "When the next run starts." },
+    {
+      name: "Preview",
+      type: "integer",
+      jsonPath: ".status.preview.audience",
+      description: "Messages resuming the suspended campaign would send (status.preview).",
+      priority: 1,
+    },
     ageColumn,
   ],
 };
