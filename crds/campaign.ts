@@ -6,6 +6,11 @@ import type { KindDefinition } from "./kind.ts";
 import { holdoutPercent, messageSchema, subscriptionSchema } from "./message.ts";
 import { celExpression, dateTime, objectName, withRules } from "./schema.ts";
 
+/** Most sample profiles a preview renders. */
+export const PREVIEW_MAX_SAMPLES = 10;
+/** Characters of each rendered text or HTML part a preview sample keeps (status stays small). */
+export const PREVIEW_EXCERPT_CHARS = 500;
+
 const domainList = (description: string) =>
   z
     .array(
@@ -45,6 +50,24 @@ const audienceSchema = z
   })
   .prefault({})
   .describe("Who receives the campaign.");
+
+const previewSpecSchema = z
+  .strictObject({
+    samples: z
+      .int()
+      .min(0)
+      .max(PREVIEW_MAX_SAMPLES)
+      .default(3)
+      .describe("Profiles whose rendered message the preview shows. Defaults to 3."),
+    showPersonalData: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Show the sample profiles' ids, addresses and attribute values in the rendered samples (status and the preview API). Defaults to false: they read [redacted] and ids are hashed.",
+      ),
+  })
+  .prefault({})
+  .describe("What the preview of a suspended campaign shows.");
 
 const cronPattern = /^(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4}\S+)$/;
 
@@ -101,7 +124,10 @@ export const campaignSpecSchema = withRules(
     suspend: z
       .boolean()
       .default(false)
-      .describe("Stop enqueuing; resuming continues the run where it stopped. Defaults to false."),
+      .describe(
+        "Stop enqueuing; resuming continues the run where it stopped. A campaign created suspended gets a preview in status.preview. Defaults to false.",
+      ),
+    preview: previewSpecSchema,
   }),
   "A message sent to a segment, now, at a time, or on a recurring schedule.",
   [
@@ -142,6 +168,59 @@ export const runSummarySchema = z
   })
   .describe("Counters of one run.");
 
+const excerpt = (description: string) =>
+  z
+    .string()
+    .max(PREVIEW_EXCERPT_CHARS + 1)
+    .optional()
+    .describe(description);
+
+export const previewSampleSchema = z
+  .strictObject({
+    profile: z
+      .string()
+      .max(256)
+      .describe("The sample profile: its id hashed (sha256:...), or its id when spec.preview.showPersonalData."),
+    subject: z.string().max(1024).optional().describe("Email subject."),
+    preheader: excerpt("Email preheader."),
+    text: excerpt("Start of the plain-text part."),
+    html: excerpt("Start of the HTML body (without tracking)."),
+    title: excerpt("Push notification title."),
+    body: excerpt("Push notification body."),
+    url: excerpt("URL the push notification opens."),
+    error: z
+      .string()
+      .max(1024)
+      .optional()
+      .describe("Why this profile's message does not render (the send would fail)."),
+  })
+  .describe("The message as one sample profile would receive it.");
+
+export const campaignPreviewSchema = z
+  .strictObject({
+    generation: z.int().min(0).describe("The Campaign generation this preview is for."),
+    computedAt: z.iso
+      .datetime({ offset: true })
+      .describe("When the audience was walked; profiles changed since are not reflected until it is recomputed."),
+    audience: z
+      .int()
+      .min(0)
+      .describe(
+        "Messages resuming the campaign would send: one per address (email) or subscription (Web Push), after every skip.",
+      ),
+    targeted: z.int().min(0).describe("Profiles (Web Push: subscriptions) the segment matched."),
+    skipped: z
+      .record(z.string(), z.int().min(0))
+      .describe(
+        "What would not be sent, by reason (optOut, suppressed, duplicateEmail, domainExcluded, noAddress, noSubscription, holdout).",
+      ),
+    samples: z.array(previewSampleSchema).max(PREVIEW_MAX_SAMPLES).describe("The message for a few recipients."),
+    personalData: z.boolean().describe("Whether the samples show personal data (spec.preview.showPersonalData)."),
+  })
+  .describe("What resuming this suspended campaign would send, computed by engage.");
+export type CampaignPreview = z.infer<typeof campaignPreviewSchema>;
+export type PreviewSample = z.infer<typeof previewSampleSchema>;
+
 export const campaignStatusSchema = z
   .strictObject({
     observedGeneration: observedGeneration.optional(),
@@ -153,6 +232,7 @@ export const campaignStatusSchema = z
     progress: z.string().max(64).optional().describe('Progress of the current or last run, "sent/targeted".'),
     nextRunAt: z.iso.datetime({ offset: true }).optional().describe("When the next run starts."),
     lastRun: runSummarySchema.optional(),
+    preview: campaignPreviewSchema.optional(),
   })
   .describe("Observed state of the Campaign.");
 export type CampaignStatus = z.infer<typeof campaignStatusSchema>;
@@ -176,6 +256,13 @@ export const campaignKind: KindDefinition<"Campaign", typeof campaignSpecSchema,
       description: "Sent / targeted in the current or last run.",
     },
     { name: "Next Run", type: "date", jsonPath: ".status.nextRunAt", description: "When the next run starts." },
+    {
+      name: "Preview",
+      type: "integer",
+      jsonPath: ".status.preview.audience",
+      description: "Messages resuming the suspended campaign would send (status.preview).",
+      priority: 1,
+    },
     ageColumn,
   ],
 };

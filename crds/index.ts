@@ -1,6 +1,14 @@
 // The front door of crds/: the Relais API (group relais.dev, version v1alpha1).
 export { automationKind, automationSpecSchema, automationStatusSchema } from "./automation.ts";
-export { CampaignPhases, campaignKind, campaignSpecSchema, campaignStatusSchema } from "./campaign.ts";
+export {
+  CampaignPhases,
+  campaignKind,
+  campaignPreviewSchema,
+  campaignSpecSchema,
+  campaignStatusSchema,
+  PREVIEW_EXCERPT_CHARS,
+  PREVIEW_MAX_SAMPLES,
+} from "./campaign.ts";
 export { ConditionReasons, ConditionTypes, conditionSchema } from "./conditions.ts";
 export { customResourceDefinition } from "./crd.ts";
 export { ExpressionContexts, checkExpression, compileExpression, toCelValue } from "./expressions.ts";
@@ -13,7 +21,7 @@ export { Channels, senderKind, senderSpecSchema, senderStatusSchema } from "./se
 export { automationSchema, campaignSchema, sendPolicySchema, senderSchema, validateManifest } from "./validate.ts";
 
 export type { AutomationSpec, AutomationStatus } from "./automation.ts";
-export type { CampaignPhase, CampaignSpec, CampaignStatus } from "./campaign.ts";
+export type { CampaignPhase, CampaignPreview, CampaignSpec, CampaignStatus, PreviewSample } from "./campaign.ts";
 export type { Condition, ConditionReason, ConditionType } from "./conditions.ts";
 export type { CustomResourceDefinition } from "./crd.ts";
 export type {

@@ -13,3 +13,12 @@ export { connectNats, connectRedis } from "./connections.ts";
 export { registerProcessMetrics } from "./metrics.ts";
 export { startOpsServer } from "./http.ts";
 export type { OpsServer, OpsServerOptions } from "./http.ts";
+export { compileEmail, compilePush, htmlToText, renderEmailContent, renderPushContent } from "./render.ts";
+export type {
+  CompiledEmail,
+  CompiledPush,
+  RenderedEmailContent,
+  RenderedPushContent,
+  RenderProfile,
+  TemplateScope,
+} from "./render.ts";

@@ -7,6 +7,7 @@ import type { CampaignPhase, CampaignStatus, Condition } from "#crds";
 import {
   clearPause,
   readAutomationCounters,
+  readCampaignPreview,
   readCampaignStatusSummary,
   readPauses,
   readPolicyDecisions,
@@ -35,14 +36,20 @@ export async function automationFigures(redis: Redis, namespace: string, name: s
 export async function campaignFigures(
   redis: Redis,
   options: { namespace: string; name: string; suspended: boolean },
-): Promise<Pick<CampaignStatus, "phase" | "progress" | "nextRunAt" | "lastRun">> {
-  const summary = await readCampaignStatusSummary(redis, { namespace: options.namespace, campaign: options.name });
+): Promise<Pick<CampaignStatus, "phase" | "progress" | "nextRunAt" | "lastRun" | "preview">> {
+  const campaign = { namespace: options.namespace, campaign: options.name };
+  const [summary, preview] = await Promise.all([
+    readCampaignStatusSummary(redis, campaign),
+    options.suspended ? readCampaignPreview(redis, campaign) : undefined,
+  ]);
   const phase = phaseOf(summary, options.suspended);
-  if (summary.lastRun === undefined) return { ...summary, phase };
+  // Only while suspended: a resumed campaign's preview is history (engage deletes it too). Always
+  // set, undefined included, so the spread over the previous status drops a stale one.
+  if (summary.lastRun === undefined) return { ...summary, phase, preview };
   // The run's status shows as the phase; status.lastRun has no such field, so the API server would
   // prune it while local mode's status files kept it: the two would disagree.
   const { status: _status, ...lastRun } = summary.lastRun;
-  return { ...summary, lastRun, phase };
+  return { ...summary, lastRun, phase, preview };
 }
 
 function phaseOf(summary: Awaited<ReturnType<typeof readCampaignStatusSummary>>, suspended: boolean): CampaignPhase {

@@ -114,6 +114,20 @@ async function figuresOf(
   return { figures, paused };
 }
 
+/**
+ * Figures without a value (undefined) leave status: null where the previous status has them (a
+ * merge patch deletes a field only when told null), nothing where it does not.
+ */
+function withRemovals(previous: object | undefined, figures: Record<string, unknown>): Record<string, unknown> {
+  const before = (previous ?? {}) as Record<string, unknown>;
+  return Object.fromEntries(
+    Object.entries(figures).flatMap(([field, value]) => {
+      if (value !== undefined) return [[field, value]];
+      return before[field] === undefined || before[field] === null ? [] : [[field, null]];
+    }),
+  );
+}
+
 export async function reconcileMessageResource(key: ObjectKey, deps: ReconcileDeps): Promise<ReconcileResult> {
   const resource = await deps.source.get(key);
   if (resource === undefined) {
@@ -136,7 +150,12 @@ export async function reconcileMessageResource(key: ObjectKey, deps: ReconcileDe
     generation: meta.generation,
     now: deps.now(),
   });
-  const next = { ...resource.status, observedGeneration: meta.generation, conditions, ...figures };
+  const next = {
+    ...resource.status,
+    observedGeneration: meta.generation,
+    conditions,
+    ...withRemovals(resource.status, figures),
+  };
   if (statusChanged(resource.status, next)) {
     if (problem !== undefined && previous?.[0]?.reason !== problem.reason) {
       await deps.source.recordEvent(key, { type: "Warning", reason: problem.reason, message: problem.message });

@@ -2,6 +2,8 @@
 // back as messageId, so outcomes are attributed to their run), and the reader of run reports kept
 // in Redis by engage, for the operator (status) and ingest (the report API).
 import type { Redis } from "ioredis";
+import { campaignPreviewSchema } from "#crds";
+import type { CampaignPreview } from "#crds";
 import { RedisKeys } from "./keys.ts";
 
 /** Why a targeted profile received nothing. */
@@ -216,4 +218,31 @@ export async function readCampaignStatusSummary(
     progress: `${run.outcomes.sent}/${run.targeted}`,
     ...(nextRunAt !== undefined && { nextRunAt }),
   };
+}
+
+/**
+ * The preview engage last computed for a suspended campaign (status.preview and the preview API);
+ * undefined when there is none (the campaign is not suspended, or engage has not walked it yet) or
+ * when what Redis holds does not parse (it is recomputed).
+ */
+export async function readCampaignPreview(
+  redis: Redis,
+  options: { namespace: string; campaign: string },
+): Promise<CampaignPreview | undefined> {
+  const raw = await redis.hget(RedisKeys.campaignPreview(options.namespace, options.campaign), "json");
+  if (raw === null) return undefined;
+  try {
+    const parsed = campaignPreviewSchema.safeParse(JSON.parse(raw));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Asks engage to compute the campaign's preview again, on its next tick (a counter: no clock to agree on). */
+export async function requestCampaignPreview(
+  redis: Redis,
+  options: { namespace: string; campaign: string },
+): Promise<void> {
+  await redis.incr(RedisKeys.campaignPreviewRequest(options.namespace, options.campaign));
 }

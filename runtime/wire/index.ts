@@ -34,6 +34,7 @@ export type {
   SenderConfig,
 } from "./config.ts";
 export type { SendJob } from "./messages.ts";
+export { inHoldout } from "./holdout.ts";
 export { PauseTargets, PolicyKeys, clearPause, pauseSchema, readPauses, readPolicyDecisions } from "./policy.ts";
 export type { Pause } from "./policy.ts";
 export {
@@ -46,7 +47,9 @@ export {
   parseCampaignJobId,
   readCampaignRun,
   readCampaignRuns,
+  readCampaignPreview,
   readCampaignStatusSummary,
+  requestCampaignPreview,
 } from "./campaigns.ts";
 export type {
   CampaignOutcomeCounter,

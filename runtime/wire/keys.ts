@@ -64,6 +64,15 @@ export const RedisKeys = {
   /** HASH email -> profileId: the address claims of a dedupeByEmail run (deleted when it ends). */
   campaignClaims: (namespace: string, campaign: string, runId: string): string =>
     `${prefix(namespace)}cmp:${campaign}:run:${runId}:claims`,
+  /**
+   * HASH: the preview of a suspended campaign, written by engage: `json` (audience, skips, samples;
+   * read by the operator for status and by ingest for the preview API), its `generation`, and
+   * `request` (the refresh request it answers). Deleted when the campaign resumes.
+   */
+  campaignPreview: (namespace: string, campaign: string): string => `${prefix(namespace)}cmp:${campaign}:preview`,
+  /** STRING: a counter the preview API increments to ask for a fresh preview. */
+  campaignPreviewRequest: (namespace: string, campaign: string): string =>
+    `${prefix(namespace)}cmp:${campaign}:preview:request`,
 } as const;
 
 /** A profile hash as filters, segments and templates see it: one shape everywhere. */

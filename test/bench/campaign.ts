@@ -1,4 +1,4 @@
-// Time to plan and enqueue one campaign run over N profiles (a realistic CEL segment, 20% of the
+// Time to preview (the campaign created suspended) and then plan and enqueue one campaign run over N profiles (a realistic CEL segment, 20% of the
 // addresses shared by two profiles, dedupeByEmail on), next to the raw JetStream async publish
 // rate measured in the same run on the same server: the same number of messages, the same payload
 // size, with a Nats-Msg-Id, awaited in windows of the planner's chunk size.
@@ -25,6 +25,7 @@ import {
   createLogger,
   ensureStreams,
   openConfigBucket,
+  readCampaignPreview,
   readCampaignRuns,
   Streams,
   Subjects,
@@ -77,7 +78,17 @@ async function main(): Promise<void> {
       message: { email: { subject: "Black Friday", html: "<p>-30%</p>" } },
       audience: { segment: SEGMENT },
     });
-    runner.put(compileCampaign({ namespace, name: "black-friday", generation: 1, spec }));
+    // The preview first: the campaign created suspended, walked once (same screening as the run).
+    runner.put(compileCampaign({ namespace, name: "black-friday", generation: 1, spec: { ...spec, suspend: true } }));
+    started = performance.now();
+    await runner.tick();
+    await runner.idle();
+    const previewMs = performance.now() - started;
+    const preview = await readCampaignPreview(redis, { namespace, campaign: "black-friday" });
+    if (preview === undefined) throw new Error("the preview was not computed");
+    const previewRss = peakRss;
+
+    runner.put(compileCampaign({ namespace, name: "black-friday", generation: 2, spec }));
     const rssBefore = process.memoryUsage().rss;
     started = performance.now();
     let cpu = process.cpuUsage();
@@ -88,6 +99,8 @@ async function main(): Promise<void> {
     clearInterval(sampler);
     const [run] = await readCampaignRuns(redis, { namespace, campaign: "black-friday" });
     if (run?.status !== "completed") throw new Error(`the run did not complete: ${JSON.stringify(run)}`);
+    if (preview.audience !== run.enqueued || preview.targeted !== run.targeted)
+      throw new Error(`the preview (${JSON.stringify(preview)}) differs from the run (${JSON.stringify(run)})`);
     await jsm.streams.purge(Streams.sends, { filter: `relais.sends.${namespace}.>` });
 
     // Baseline: the same number of jobs of the same size, async publish with msgID, same windows.
@@ -133,6 +146,9 @@ async function main(): Promise<void> {
       planCpuMicrosPerJob: cpuPerJob(planCpu),
       baselineCpuMicrosPerMessage: cpuPerJob(baselineCpu),
       peakRssMiB: Math.round(peakRss / 2 ** 20),
+      previewSeconds: Number((previewMs / 1000).toFixed(2)),
+      previewProfilesPerSecond: rate(PROFILES, previewMs),
+      previewPeakRssMiB: Math.round(previewRss / 2 ** 20),
       rssBeforeRunMiB: Math.round(rssBefore / 2 ** 20),
       machine: `${availableParallelism()} x ${cpus()[0]?.model ?? "cpu"}`,
       versions: { nats: packageVersion("@nats-io/jetstream"), node: process.version },
@@ -150,6 +166,11 @@ async function main(): Promise<void> {
         `${result.baselineCpuMicrosPerMessage} µs per raw publish`,
     );
     console.log(`  RSS: ${result.rssBeforeRunMiB} MiB before the run, peak ${result.peakRssMiB} MiB`);
+    console.log(
+      `  preview (suspended, same screening, 3 samples rendered): ${result.previewSeconds} s = ` +
+        `${result.previewProfilesPerSecond} profiles/s, audience ${preview.audience} = the run's enqueued; ` +
+        `peak RSS ${result.previewPeakRssMiB} MiB`,
+    );
     const dir = join(import.meta.dirname, "..", "..", "bench-results");
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, "campaign.json"), `${JSON.stringify(result, null, 2)}\n`);

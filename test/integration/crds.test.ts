@@ -7,7 +7,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { parse } from "yaml";
-import { validateManifest } from "#crds";
+import { campaignPreviewSchema, validateManifest } from "#crds";
 import { toolPath, uniqueName, useStack, waitUntil } from "#harness";
 
 const exec = promisify(execFile);
@@ -516,6 +516,42 @@ describe("kubectl", () => {
     assert.match(output, /segment <string>/);
     assert.match(output, /dedupeByEmail <boolean>/);
     assert.match(output, /the profile with the most recent activity wins/);
+  });
+
+  it("keeps a Campaign's status.preview as the operator writes it, and removes it on a null merge patch", async () => {
+    const name = await applyExampleAs(friday, "previewed");
+    const preview = campaignPreviewSchema.parse({
+      generation: 1,
+      computedAt: "2026-11-27T10:00:00.000Z",
+      audience: 2,
+      targeted: 5,
+      skipped: { optOut: 1, duplicateEmail: 1, holdout: 1 },
+      samples: [
+        { profile: "sha256:0123456789abcdef", subject: "Hi [redacted]", html: "<p>[redacted]</p>", text: "[redacted]" },
+      ],
+      personalData: false,
+    });
+    const patchStatus = (status: Record<string, unknown>) =>
+      kubectlOk([
+        "patch",
+        `campaign/${name}`,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        JSON.stringify({ status }),
+      ]);
+    const read = async () =>
+      (
+        JSON.parse(await kubectlOk(["get", `campaign/${name}`, "-n", namespace, "-o", "json"])) as {
+          status?: { preview?: unknown };
+        }
+      ).status;
+    await patchStatus({ phase: "Suspended", preview });
+    assert.deepEqual((await read())?.preview, preview, "nothing pruned or rejected");
+    await patchStatus({ preview: null });
+    assert.equal((await read())?.preview, undefined);
   });
 
   it("waits for a Ready condition and scales a Sender's pool", async () => {

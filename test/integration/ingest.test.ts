@@ -314,6 +314,8 @@ describe("the operational endpoints", () => {
     await track(f, [{ profileId: "m", name: "x" }]);
     const docs = (await f.app.inject({ url: "/docs/json" })).json<{ paths: Record<string, unknown> }>();
     assert.deepEqual(Object.keys(docs.paths).sort(), [
+      "/v1/campaigns/{name}/preview",
+      "/v1/campaigns/{name}/preview/refresh",
       "/v1/campaigns/{name}/runs",
       "/v1/campaigns/{name}/runs/{id}/report",
       "/v1/events",

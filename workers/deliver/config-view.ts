@@ -4,11 +4,10 @@
 // its sends finish), a new template generation is compiled on first use.
 import type { KV } from "@nats-io/kv";
 import type { Message, SenderSpec } from "#crds";
-import { ConfigKeys, configSchemas, parseConfigKey } from "#runtime";
+import { compileEmail, compilePush, ConfigKeys, configSchemas, parseConfigKey } from "#runtime";
 import type { Logger, Runnable } from "#runtime";
 import type { Channel } from "./channel.ts";
 import type { ChannelBuild } from "./channels/build.ts";
-import { compileEmail, compilePush } from "./render.ts";
 import type { NamedPolicy } from "./policy/stage.ts";
 
 export type ChannelFactory = (spec: SenderSpec) => Promise<ChannelBuild>;

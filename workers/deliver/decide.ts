@@ -1,7 +1,6 @@
 // What to do with a claimed send before rendering: whom to send to, or why not.
-import type { SendJob } from "#runtime";
+import type { RenderProfile, SendJob } from "#runtime";
 import { ProfileFields, profileFromHash } from "#runtime";
-import type { RenderProfile } from "./render.ts";
 import type { SkipReason } from "./metrics.ts";
 import type { ClaimedProfile } from "./store.ts";
 

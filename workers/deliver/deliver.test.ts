@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { classifyPushError, classifySmtpError, enhancedStatus, htmlToText, secretEnvName } from "#deliver";
+import { htmlToText } from "#runtime";
+import { classifyPushError, classifySmtpError, enhancedStatus, secretEnvName } from "#deliver";
 
 describe("SMTP replies", () => {
   it("are transient for 4xx and connection errors, permanent for 5xx, bounces for bad recipients", () => {

@@ -10,7 +10,7 @@ export { ACK_WAIT_MS, ensureSenderConsumer } from "./consumer.ts";
 export { runDeliver } from "./main.ts";
 export { createDeliverMetrics, DeliverOutcomes, SkipReasons } from "./metrics.ts";
 export { DeliveryPipeline } from "./pipeline.ts";
-export { compileEmail, compilePush, htmlToText, renderEmail, renderPush } from "./render.ts";
+export { renderEmail, renderPush } from "./render.ts";
 export { chainSecrets, dirSecrets, envSecrets, secretEnvName } from "./secrets.ts";
 export { CLAIM_TTL_MS, DeliverStore } from "./store.ts";
 

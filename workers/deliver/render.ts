@@ -1,20 +1,10 @@
-// Rendering: Liquid over the profile and the triggering event; MJML compiled once per template
-// version, not per message; click tracking, open pixel, preheader and one-click unsubscribe
-// headers added here. A template error fails that message with a reason, never the pool.
-import { Liquid } from "liquidjs";
-import type { Template } from "liquidjs";
-import mjml2html from "mjml";
-import type { Message, SenderSpec } from "#crds";
-import { signToken, TokenKinds } from "#runtime";
+// Rendering: the templates (runtime/render.ts, shared with the campaign preview) rendered against
+// the profile and the triggering event; click tracking, open pixel, preheader and one-click
+// unsubscribe headers added here. A template error fails that message with a reason, never the pool.
+import type { SenderSpec } from "#crds";
+import { renderEmailContent, renderPushContent, signToken, TokenKinds } from "#runtime";
+import type { CompiledEmail, CompiledPush, RenderProfile } from "#runtime";
 import type { Mailbox, RenderedEmail, RenderedPush } from "./channel.ts";
-
-export interface RenderProfile {
-  id: string;
-  email: string | null;
-  language: string | null;
-  timezone: string | null;
-  attributes: Record<string, unknown>;
-}
 
 export interface RenderContext {
   namespace: string;
@@ -29,77 +19,6 @@ export interface LinkOptions {
   /** Base URL of the ingest service's public endpoints (/u, /o, /c). */
   publicBaseUrl: string;
   tokenSecret: string;
-}
-
-interface CompiledEmail {
-  subject: Template[];
-  preheader: Template[] | undefined;
-  html: Template[];
-  text: Template[] | undefined;
-}
-
-interface CompiledPush {
-  fields: Record<string, Template[] | undefined>;
-  actions: { action: string; title: Template[]; url: Template[] | undefined }[];
-}
-
-// strictFilters: a misspelt filter is a template error at compile time, not silently dropped text.
-const htmlEngine = new Liquid({ outputEscape: "escape", ownPropertyOnly: true, strictFilters: true });
-const textEngine = new Liquid({ ownPropertyOnly: true, strictFilters: true });
-
-/** Compiles a message once per template version; rejects with the MJML or Liquid error. */
-export async function compileEmail(message: NonNullable<Message["email"]>): Promise<CompiledEmail> {
-  let html = message.html ?? "";
-  if (message.mjml !== undefined) {
-    const compiled = await mjml2html(message.mjml, { validationLevel: "soft", minify: false });
-    html = compiled.html;
-  }
-  return {
-    subject: textEngine.parse(message.subject),
-    preheader: message.preheader === undefined ? undefined : textEngine.parse(message.preheader),
-    html: htmlEngine.parse(html),
-    text: message.text === undefined ? undefined : textEngine.parse(message.text),
-  };
-}
-
-export function compilePush(message: NonNullable<Message["webpush"]>): CompiledPush {
-  const parse = (text: string | undefined) => (text === undefined ? undefined : textEngine.parse(text));
-  return {
-    fields: {
-      title: parse(message.title),
-      body: parse(message.body),
-      icon: parse(message.icon),
-      image: parse(message.image),
-      url: parse(message.url),
-    },
-    actions: (message.actions ?? []).map((action) => ({
-      action: action.action,
-      title: textEngine.parse(action.title),
-      url: parse(action.url),
-    })),
-  };
-}
-
-function scope(context: RenderContext): Record<string, unknown> {
-  return { profile: context.profile, event: context.event ?? {}, trigger: context.event ?? {} };
-}
-
-/** A plain-text part from HTML, for messages whose template has none. */
-export function htmlToText(html: string): string {
-  return html
-    .replace(/<(style|script|head)[\s\S]*?<\/\1>/gi, "")
-    .replace(/<br\s*\/?>/gi, "\n")
-    .replace(/<\/(p|div|h[1-6]|li|tr)>/gi, "\n")
-    .replace(/<[^>]+>/g, "")
-    .replace(/&nbsp;/g, " ")
-    .replace(/&amp;/g, "&")
-    .replace(/&lt;/g, "<")
-    .replace(/&gt;/g, ">")
-    .replace(/&quot;/g, '"')
-    .replace(/&#39;/g, "'")
-    .replace(/[ \t]+/g, " ")
-    .replace(/\n\s*\n+/g, "\n\n")
-    .trim();
 }
 
 function link(options: LinkOptions, kind: "u" | "o" | "c", context: RenderContext, url?: string): string {
@@ -152,14 +71,8 @@ export interface EmailRenderInput {
 export async function renderEmail(input: EmailRenderInput): Promise<RenderResult<RenderedEmail>> {
   const { compiled, sender, context, links } = input;
   try {
-    const data = scope(context);
-    const subject = (await textEngine.render(compiled.subject, data)) as string;
-    const preheader =
-      compiled.preheader === undefined ? undefined : ((await textEngine.render(compiled.preheader, data)) as string);
-    const body = (await htmlEngine.render(compiled.html, data)) as string;
-    const html = track(withPreheader(body, preheader), sender.tracking, links, context);
-    const text =
-      compiled.text === undefined ? htmlToText(body) : ((await textEngine.render(compiled.text, data)) as string);
+    const content = await renderEmailContent(compiled, context);
+    const html = track(withPreheader(content.html, content.preheader), sender.tracking, links, context);
     const domain = sender.from.address.split("@")[1] ?? "relais.invalid";
     const headers: Record<string, string> = {
       "Message-ID": `<${encodeURIComponent(context.messageId).replace(/%/g, "=")}@${domain}>`,
@@ -179,9 +92,9 @@ export async function renderEmail(input: EmailRenderInput): Promise<RenderResult
         from,
         replyTo,
         to: input.to,
-        subject: subject.replace(/[\r\n]+/g, " ").trim(),
+        subject: content.subject,
         html,
-        text,
+        text: content.text,
         headers,
       },
     };
@@ -207,19 +120,7 @@ export function durationSeconds(duration: string): number {
 
 export async function renderPush(input: PushRenderInput): Promise<RenderResult<RenderedPush>> {
   try {
-    const data = scope(input.context);
-    const fields: Record<string, string> = {};
-    for (const [name, template] of Object.entries(input.compiled.fields)) {
-      if (template !== undefined) fields[name] = (await textEngine.render(template, data)) as string;
-    }
-    const actions = [];
-    for (const action of input.compiled.actions) {
-      actions.push({
-        action: action.action,
-        title: (await textEngine.render(action.title, data)) as string,
-        ...(action.url !== undefined && { url: (await textEngine.render(action.url, data)) as string }),
-      });
-    }
+    const { fields, actions } = await renderPushContent(input.compiled, input.context);
     const payload = JSON.stringify({
       ...fields,
       ...(actions.length > 0 && { actions }),

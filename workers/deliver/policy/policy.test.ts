@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { inHoldout } from "#runtime";
 import { remainingInWindowMs } from "./clock.ts";
-import { inHoldout } from "./holdout.ts";
 
 const HOUR = 3_600_000;
 const quiet = { start: "21:00", end: "08:00" };

@@ -6,10 +6,9 @@ import type { Redis } from "ioredis";
 import type { Counter } from "prom-client";
 import { isTimeZone } from "#crds";
 import type { SendPolicySpec } from "#crds";
-import { PauseTargets, PolicyKeys } from "#runtime";
+import { inHoldout, PauseTargets, PolicyKeys } from "#runtime";
 import type { SendJob } from "#runtime";
 import { remainingInWindowMs } from "./clock.ts";
-import { inHoldout } from "./holdout.ts";
 import { CAPS, DECIDED, OUTCOMES } from "./scripts.ts";
 import { durationSeconds } from "../render.ts";
 

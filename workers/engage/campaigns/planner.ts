@@ -1,14 +1,14 @@
 // Plans one run: walks the run's audience snapshot chunk by chunk (never the whole base in memory),
-// decides each profile, publishes the chunk's send jobs with async publishes awaited together
+// decides each profile (screen.ts, shared with the preview), publishes the chunk's send jobs with async publishes awaited together
 // (paced by throttle.perSecond), then commits the chunk's counters and the cursor in one script.
 // A planner killed between publishing and committing leaves the cursor where the chunk started:
 // its successor plans the chunk again, JetStream drops the repeated jobs by Nats-Msg-Id, the
 // address claims recognise their own profile, and the counters are added once.
 import type { Logger, SendJob } from "#runtime";
-import { CampaignSkipReasons, Subjects, campaignJobId, sendMessageId } from "#runtime";
-import { decideProfile } from "./audience.ts";
-import type { CompiledCampaign, Destination } from "./audience.ts";
+import { Subjects, campaignJobId, sendMessageId } from "#runtime";
+import type { CompiledCampaign } from "./audience.ts";
 import type { CampaignMetrics } from "./metrics.ts";
+import { screenChunk } from "./screen.ts";
 import type { CampaignStore } from "./store.ts";
 
 /** Time as the planner and the scheduler see it; tests move it by hand. */
@@ -195,30 +195,10 @@ async function decideChunk(
   run: PlannedRun,
   profiles: { id: string; hash: Record<string, string> }[],
 ): Promise<Chunk> {
-  const counters = new Map<string, number>();
-  const skipped = new Map<string, number>();
-  const add = (map: Map<string, number>, key: string, value = 1) => map.set(key, (map.get(key) ?? 0) + value);
-  const skip = (reason: string) => {
-    add(counters, `skipped:${reason}`);
-    add(skipped, reason);
-  };
   const now = new Date(deps.clock.now());
-  let candidates: { id: string; destinations: Destination[] }[] = [];
-  for (const profile of profiles) {
-    const decision = decideProfile(campaign, profile, now);
-    if (decision.kind === "notTargeted") continue;
-    if (decision.kind === "skip") {
-      add(counters, "targeted");
-      skip(decision.reason);
-      continue;
-    }
-    // Web Push: every subscription is a recipient (targeted = enqueued + skipped holds).
-    add(counters, "targeted", decision.destinations.length);
-    candidates.push({ id: profile.id, destinations: decision.destinations });
-  }
-  if (campaign.channel === "email") candidates = await screenEmails(deps, { campaign, run, candidates, skip });
+  const { counters, skipped, recipients } = await screenChunk(deps.store, { campaign, run, profiles, now });
   const createdAt = now.toISOString();
-  const jobs = candidates.flatMap(({ id, destinations }) =>
+  const jobs = recipients.flatMap(({ id, destinations }) =>
     destinations.map((destination): SendJob => ({
       id: campaignJobId({ campaign: run.campaign, runId: run.runId, destination: destination.key, profileId: id }),
       namespace: run.namespace,
@@ -230,33 +210,6 @@ async function decideChunk(
       createdAt,
     })),
   );
-  add(counters, "enqueued", jobs.length);
+  counters.set("enqueued", (counters.get("enqueued") ?? 0) + jobs.length);
   return { counters, jobs, skipped };
-}
-
-/** Drops suppressed addresses, then (dedupeByEmail) every profile but the first to claim an address. */
-async function screenEmails<T extends { id: string; destinations: { email?: string }[] }>(
-  deps: PlannerDeps,
-  options: { campaign: CompiledCampaign; run: PlannedRun; candidates: T[]; skip: (reason: string) => void },
-): Promise<T[]> {
-  const { campaign, run, skip } = options;
-  const emailOf = (candidate: T): string => candidate.destinations[0]?.email ?? "";
-  const suppressed = await deps.store.suppressed(run.namespace, options.candidates.map(emailOf));
-  const open = options.candidates.filter((candidate) => {
-    if (!suppressed.has(emailOf(candidate))) return true;
-    skip(CampaignSkipReasons.suppressed);
-    return false;
-  });
-  if (!campaign.spec.audience.dedupeByEmail) return open;
-  const held = await deps.store.claim(
-    run.namespace,
-    run.campaign,
-    run.runId,
-    open.map((candidate) => ({ email: emailOf(candidate), profileId: candidate.id })),
-  );
-  return open.filter((_candidate, index) => {
-    if (held[index] === true) return true;
-    skip(CampaignSkipReasons.duplicateEmail);
-    return false;
-  });
 }

@@ -3,6 +3,9 @@
 // Redis key with a TTL, renewed while it works) is the only one to plan its run, and a replica that
 // dies mid-run leaves the lease to expire: the next one resumes the run from its checkpoint.
 //
+// A suspended campaign that has no run in progress gets a preview (preview.ts): computed under the
+// lease when its generation changes or a refresh is asked for, deleted when it resumes.
+//
 // Suspend drops what is queued: the planner stops at the end of its chunk and the run's jobs still
 // in RELAIS_SENDS are purged (counted as `dropped`); resuming continues the run with the profiles
 // not yet planned. Delete stops the planner and purges every kept run's queued jobs the same way.
@@ -15,6 +18,7 @@ import { compileCampaign } from "./audience.ts";
 import type { CompiledCampaign } from "./audience.ts";
 import type { CampaignMetrics } from "./metrics.ts";
 import { planRun } from "./planner.ts";
+import { computePreview } from "./preview.ts";
 import type { Clock, PlanEnd, PlannedRun } from "./planner.ts";
 import { dueRun, runIdFor } from "./schedule.ts";
 import type { CampaignStore } from "./store.ts";
@@ -77,6 +81,11 @@ export class CampaignRunner implements Runnable {
     if (previous === undefined) this.#deps.metrics.initialise(campaign.namespace, campaign.name);
     if (campaign.spec.suspend && previous?.spec.suspend !== true) {
       this.#chore(this.#purgeRuns(campaign.namespace, campaign.name, { markDeleted: false }));
+    }
+    // Resumed (or first seen resumed, e.g. resumed while engage was down): its preview is history
+    // (status.preview goes, the preview API answers 404).
+    if (!campaign.spec.suspend && previous?.spec.suspend !== false) {
+      this.#chore(this.#deps.store.deletePreview(campaign.namespace, campaign.name));
     }
   }
 
@@ -178,7 +187,10 @@ export class CampaignRunner implements Runnable {
     const { store, clock } = this.#deps;
     const { namespace, name } = campaign;
     const state = await store.state(namespace, name, clock.now());
-    if (campaign.spec.suspend) return;
+    if (campaign.spec.suspend) {
+      await this.#considerPreview(campaign, state);
+      return;
+    }
     if (state.current !== undefined) {
       await this.#resume(campaign);
       return;
@@ -237,6 +249,73 @@ export class CampaignRunner implements Runnable {
     });
   }
 
+  /**
+   * Computes the preview of a suspended campaign when it has none for its generation, or a refresh
+   * was asked for; under the campaign's lease, so one replica walks it and no run starts meanwhile.
+   */
+  async #considerPreview(
+    campaign: CompiledCampaign,
+    schedule: Awaited<ReturnType<CampaignStore["state"]>>,
+  ): Promise<void> {
+    const { namespace, name } = campaign;
+    // Only what resuming would send: a run stopped mid-way resumes where it stopped, and a one-off
+    // campaign that already ran sends nothing more; a preview of a fresh run would mislead in both.
+    const due = dueRun(campaign.spec, schedule.schedule, this.#deps.clock.now());
+    if (schedule.current !== undefined || (due.kind === "none" && due.nextAt === undefined)) return;
+    const state = await this.#deps.store.previewState(namespace, name);
+    if (state.generation === campaign.generation && state.answered >= state.requested) return;
+    if (!(await this.#lease(campaign))) return;
+    const controller = new AbortController();
+    const signal = AbortSignal.any([controller.signal, this.#stopping.signal]);
+    const key = keyOf(namespace, name);
+    const done = this.#preview(campaign, signal, controller).finally(() => this.#active.delete(key));
+    this.#active.set(key, { controller, done });
+  }
+
+  async #preview(campaign: CompiledCampaign, signal: AbortSignal, controller: AbortController): Promise<void> {
+    const { store, log, options, clock } = this.#deps;
+    const labels = { namespace: campaign.namespace, campaign: campaign.name };
+    const renewal = this.#renewLease(campaign.namespace, campaign.name, controller);
+    try {
+      const preview = await computePreview(
+        {
+          store,
+          now: () => clock.now(),
+          chunkSize: options.chunkSize,
+          current: () => this.get(campaign.namespace, campaign.name),
+        },
+        campaign,
+        signal,
+      );
+      // Resumed while the samples rendered: the preview must not outlive the suspension.
+      if (this.get(campaign.namespace, campaign.name)?.spec.suspend !== true)
+        await store.deletePreview(campaign.namespace, campaign.name);
+      else if (preview !== undefined)
+        log.info(
+          { ...labels, generation: preview.generation, audience: preview.audience },
+          "campaign preview computed",
+        );
+    } catch (error) {
+      log.warn({ err: error, ...labels }, "campaign preview failed; retrying");
+    } finally {
+      clearInterval(renewal);
+      await store.release(campaign.namespace, campaign.name, this.#owner).catch(() => undefined);
+    }
+  }
+
+  /** Renews the campaign's lease while work runs under it; aborts the work if it is lost. */
+  #renewLease(namespace: string, campaign: string, controller: AbortController): ReturnType<typeof setInterval> {
+    const { store, options } = this.#deps;
+    return setInterval(() => {
+      void store.renew(namespace, campaign, this.#owner, options.leaseMs).then(
+        (held) => {
+          if (!held) controller.abort();
+        },
+        () => undefined,
+      );
+    }, options.leaseMs / 3);
+  }
+
   /** Records when the next run is due, for the Campaign's status (`nextRunAt`). */
   async #noteNextRun(campaign: CompiledCampaign, nextAt: number | undefined): Promise<void> {
     const key = keyOf(campaign.namespace, campaign.name);
@@ -260,14 +339,7 @@ export class CampaignRunner implements Runnable {
   async #plan(run: PlannedRun, signal: AbortSignal, controller: AbortController): Promise<void> {
     const { store, metrics, log, options } = this.#deps;
     const labels = { namespace: run.namespace, campaign: run.campaign };
-    const renewal = setInterval(() => {
-      void store.renew(run.namespace, run.campaign, run.owner, options.leaseMs).then(
-        (held) => {
-          if (!held) controller.abort();
-        },
-        () => undefined,
-      );
-    }, options.leaseMs / 3);
+    const renewal = this.#renewLease(run.namespace, run.campaign, controller);
     metrics.inProgress.set(labels, 1);
     let end: PlanEnd | "error" = "error";
     try {

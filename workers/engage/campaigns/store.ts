@@ -1,6 +1,7 @@
 // The Redis side of campaigns: the planner's lease, the schedule state, runs (meta, counters,
 // audience snapshot, address claims) and the attribution of outcomes. Keys: RedisKeys.campaign*.
 import type { Redis } from "ioredis";
+import type { CampaignPreview } from "#crds";
 import { CampaignRunStatuses, RedisKeys } from "#runtime";
 import type { CampaignRunStatus } from "#runtime";
 import type { ScheduleState } from "./schedule.ts";
@@ -58,6 +59,12 @@ export interface RunMeta {
   cursor: number;
   slot: number;
 }
+
+/**
+ * The "run" a preview walks: its audience snapshot and address claims use the run keys under this
+ * id, which no real run id (runIdFor: a timestamp and a suffix) can take.
+ */
+export const PREVIEW_RUN = "preview";
 
 /** How long a run's report stays after its campaign is deleted. */
 const DELETED_RUN_TTL_S = 30 * 24 * 3600;
@@ -290,6 +297,65 @@ export class CampaignStore {
     await this.#script("ATTRIBUTE", 1, RedisKeys.campaignRun(run.namespace, run.campaign, run.runId), field, count);
   }
 
+  /**
+   * The generation of the stored preview, the refresh request it answers, and the latest request
+   * (the preview is fresh when both match).
+   */
+  async previewState(
+    namespace: string,
+    campaign: string,
+  ): Promise<{ generation: number | undefined; answered: number; requested: number }> {
+    // Looked at every tick of a suspended campaign: two small reads, no JSON.
+    const [[generation, answered], requested] = await Promise.all([
+      this.#redis.hmget(RedisKeys.campaignPreview(namespace, campaign), "generation", "request"),
+      this.#redis.get(RedisKeys.campaignPreviewRequest(namespace, campaign)),
+    ]);
+    return {
+      generation: generation === null || generation === undefined ? undefined : Number(generation),
+      answered: Number(answered ?? 0),
+      requested: Number(requested ?? 0),
+    };
+  }
+
+  /** Snapshots the audience for a preview (as startRun does for a run), with no claims yet. */
+  async snapshotPreview(namespace: string, campaign: string): Promise<void> {
+    await this.#redis
+      .multi()
+      .del(RedisKeys.campaignClaims(namespace, campaign, PREVIEW_RUN))
+      .zrangestore(RedisKeys.campaignAudience(namespace, campaign, PREVIEW_RUN), RedisKeys.activity(namespace), 0, -1)
+      .exec();
+  }
+
+  /** Drops a preview's snapshot and claims; `result` stores the preview (and the request it answers) in the same step. */
+  async endPreview(
+    namespace: string,
+    campaign: string,
+    result?: { preview: CampaignPreview; request: number },
+  ): Promise<void> {
+    const multi = this.#redis
+      .multi()
+      .del(
+        RedisKeys.campaignAudience(namespace, campaign, PREVIEW_RUN),
+        RedisKeys.campaignClaims(namespace, campaign, PREVIEW_RUN),
+      );
+    if (result !== undefined) {
+      multi.hset(RedisKeys.campaignPreview(namespace, campaign), {
+        json: JSON.stringify(result.preview),
+        generation: result.preview.generation,
+        request: result.request,
+      });
+    }
+    await multi.exec();
+  }
+
+  /** Deletes the campaign's preview and any refresh request (it resumed, or was deleted). */
+  async deletePreview(namespace: string, campaign: string): Promise<void> {
+    await this.#redis.del(
+      RedisKeys.campaignPreview(namespace, campaign),
+      RedisKeys.campaignPreviewRequest(namespace, campaign),
+    );
+  }
+
   /** Every run still kept for the campaign, oldest first. */
   async runIds(namespace: string, campaign: string): Promise<string[]> {
     return this.#redis.zrange(RedisKeys.campaignRuns(namespace, campaign), "0", "-1");
@@ -302,7 +368,12 @@ export class CampaignStore {
   async forget(namespace: string, campaign: string, runIds: readonly string[]): Promise<void> {
     const multi = this.#redis
       .multi()
-      .del(RedisKeys.campaignState(namespace, campaign), RedisKeys.campaignLease(namespace, campaign))
+      .del(
+        RedisKeys.campaignState(namespace, campaign),
+        RedisKeys.campaignLease(namespace, campaign),
+        RedisKeys.campaignPreview(namespace, campaign),
+        RedisKeys.campaignPreviewRequest(namespace, campaign),
+      )
       .expire(RedisKeys.campaignRuns(namespace, campaign), DELETED_RUN_TTL_S);
     for (const id of runIds) {
       multi

@@ -1,15 +1,20 @@
 // Campaign run reports: the latest runs of a campaign, and one run's report as JSON or CSV
 // (Accept: text/csv or ?format=csv). Engage keeps the counters in Redis; this only reads them.
+// The preview of a suspended campaign (what resuming it would send), and a request to refresh it.
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Redis } from "ioredis";
 import { z } from "zod";
+import { campaignPreviewSchema } from "#crds";
+import type { CampaignPreview } from "#crds";
 import {
   CampaignOutcomeCounters,
   CampaignPolicyReasons,
   CampaignSkipReasons,
+  readCampaignPreview,
   readCampaignRun,
   readCampaignRuns,
+  requestCampaignPreview,
 } from "#runtime";
 import type { CampaignRunReport } from "#runtime";
 import { sendError, sendUnavailable } from "../http-errors.ts";
@@ -19,12 +24,18 @@ import { errorResponseSchema } from "../schemas.ts";
 export interface CampaignReports {
   runs(namespace: string, campaign: string): Promise<CampaignRunReport[]>;
   run(namespace: string, campaign: string, runId: string): Promise<CampaignRunReport | undefined>;
+  /** The preview of a suspended campaign; undefined when there is none. */
+  preview(namespace: string, campaign: string): Promise<CampaignPreview | undefined>;
+  /** Asks engage to compute the preview again. */
+  refreshPreview(namespace: string, campaign: string): Promise<void>;
 }
 
 export function redisCampaignReports(redis: Redis): CampaignReports {
   return {
     runs: (namespace, campaign) => readCampaignRuns(redis, { namespace, campaign }),
     run: (namespace, campaign, runId) => readCampaignRun(redis, { namespace, campaign, runId }),
+    preview: (namespace, campaign) => readCampaignPreview(redis, { namespace, campaign }),
+    refreshPreview: (namespace, campaign) => requestCampaignPreview(redis, { namespace, campaign }),
   };
 }
 
@@ -91,9 +102,53 @@ export function reportsCsv(reports: readonly CampaignRunReport[]): string {
   return [CSV_COLUMNS.join(","), ...reports.map(row)].join("\n") + "\n";
 }
 
+const NO_PREVIEW =
+  "it is not suspended, does not exist, has a run in progress, or engage has not computed its preview yet";
+
 export function campaignRoutes(reports: CampaignReports): FastifyPluginAsync {
   return async (app) => {
     const routes = app.withTypeProvider<ZodTypeProvider>();
+    routes.get(
+      "/v1/campaigns/:name/preview",
+      {
+        schema: {
+          summary: "What resuming a suspended campaign would send: audience, skips by reason, rendered samples",
+          params: z.strictObject({ name }),
+          response: {
+            200: campaignPreviewSchema.extend({ campaign: z.string() }),
+            404: errorResponseSchema,
+            503: errorResponseSchema,
+          },
+        },
+      },
+      async (request, reply) => {
+        const campaign = request.params.name;
+        const preview = await reports.preview(request.caller.namespace, campaign).catch(() => null);
+        if (preview === null) return sendUnavailable(reply, "redis");
+        if (preview === undefined)
+          return sendError(reply, "RELAIS_HTTP_NOT_FOUND", `no preview of campaign "${campaign}": ${NO_PREVIEW}`);
+        return reply.send({ campaign, ...preview });
+      },
+    );
+    routes.post(
+      "/v1/campaigns/:name/preview/refresh",
+      {
+        schema: {
+          summary: "Asks engage to compute a suspended campaign's preview again (on its next tick)",
+          params: z.strictObject({ name }),
+          response: { 202: z.object({ campaign: z.string(), requested: z.literal(true) }), 503: errorResponseSchema },
+        },
+      },
+      async (request, reply) => {
+        const campaign = request.params.name;
+        const failed = await reports.refreshPreview(request.caller.namespace, campaign).then(
+          () => false,
+          () => true,
+        );
+        if (failed) return sendUnavailable(reply, "redis");
+        return reply.code(202).send({ campaign, requested: true as const });
+      },
+    );
     routes.get(
       "/v1/campaigns/:name/runs",
       {
