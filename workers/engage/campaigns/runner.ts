@@ -182,7 +182,7 @@ export class CampaignRunner implements Runnable {
     const { namespace, name } = campaign;
     const state = await store.state(namespace, name, clock.now());
     if (campaign.spec.suspend) {
-      if (state.current !== undefined) await this.#markSuspended(campaign);
+      if (state.current !== undefined) await this.#markSuspended(campaign, state.current);
       return;
     }
     if (state.current !== undefined) {
@@ -232,9 +232,11 @@ export class CampaignRunner implements Runnable {
    * recipients, or one interrupted by an error): the run is marked suspended here, as its planner
    * would have done; put() has purged its queued jobs.
    */
-  async #markSuspended(campaign: CompiledCampaign): Promise<void> {
+  async #markSuspended(campaign: CompiledCampaign, current: string): Promise<void> {
     const { store, clock, metrics } = this.#deps;
     const { namespace, name } = campaign;
+    // Most ticks find it marked already: a read, no lease.
+    if ((await store.runMeta(namespace, name, current))?.status !== CampaignRunStatuses.running) return;
     if (!(await this.#lease(campaign))) return;
     try {
       const { current } = await store.state(namespace, name, clock.now());
