@@ -178,6 +178,41 @@ describe("campaign in the recipient's local time", () => {
     assert.equal(run.outcomes.dropped, 1);
   });
 
+  it("commits a chunk of due recipients once, and only for the lease holder", async (t) => {
+    const f = await campaignFixture(t, stack, { start: "2026-11-26T19:00:00Z" });
+    await worldwide(f);
+    await f.publish("morning", morning());
+    await f.tickAndSettle();
+    const [run] = await f.runs("morning");
+    assert.ok(run);
+    const ids = { namespace: f.namespace, campaign: "morning", runId: run.id };
+
+    // A planner that planned Tokyo's chunk (as one killed after publishing would, then its successor).
+    f.clock.set(NINE.paris);
+    assert.ok(await f.store.acquire(f.namespace, "morning", "planner-a", 5000));
+    const due = await f.store.dueChunk({ ...ids, nowMs: f.clock.now(), count: 10 });
+    assert.deepEqual(due.map((profile) => profile.id).sort(), ["paris", "tokyo"]);
+    const members = due.map((profile) => profile.member);
+    const counters = new Map([
+      ["targeted", 2],
+      ["enqueued", 2],
+    ]);
+    assert.equal(await f.store.commitDue({ ...ids, owner: "planner-b", members, counters }), false, "not the holder");
+    assert.equal(await f.store.commitDue({ ...ids, owner: "planner-a", members, counters }), true);
+    assert.equal(
+      await f.store.commitDue({ ...ids, owner: "planner-a", members, counters }),
+      false,
+      "already committed",
+    );
+    await f.store.release(f.namespace, "morning", "planner-a");
+
+    const [after] = await f.runs("morning");
+    assert.equal(after?.enqueued, 2);
+    assert.equal(after.targeted, 2);
+    assert.deepEqual(await f.store.dueChunk({ ...ids, nowMs: f.clock.now(), count: 10 }), []);
+    assert.equal(await f.store.dueLeft(ids), 3);
+  });
+
   it("deleting a waiting run forgets the recipients not yet planned", async (t) => {
     const f = await campaignFixture(t, stack, { start: "2026-11-26T19:00:00Z" });
     await worldwide(f);
