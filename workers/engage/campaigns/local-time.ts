@@ -33,6 +33,16 @@ export async function planLocalRun(deps: PlannerDeps, run: LocalRun, signal: Abo
 /** Phase 1: the snapshot into the due set. Undefined once all of it is there. */
 async function scheduleAudience(deps: PlannerDeps, run: LocalRun, signal: AbortSignal): Promise<PlanEnd | undefined> {
   const { day, time, fallbackZone } = run.local;
+  // One instant per zone for the whole run: a base spans a few hundred zones at most.
+  const instants = new Map<string, number>();
+  const instantIn = (zone: string): number => {
+    let instant = instants.get(zone);
+    if (instant === undefined) {
+      instant = zonedInstant(day, time, zone);
+      instants.set(zone, instant);
+    }
+    return instant;
+  };
   let cursor = run.cursor;
   for (;;) {
     const campaign = deps.current();
@@ -47,7 +57,7 @@ async function scheduleAudience(deps: PlannerDeps, run: LocalRun, signal: AbortS
         : [
             {
               member: dueMember(cursor + index, profile.id),
-              at: zonedInstant(day, time, recipientZone(profile.hash.timezone, fallbackZone)),
+              at: instantIn(recipientZone(profile.hash.timezone, fallbackZone)),
             },
           ],
     );
