@@ -178,6 +178,37 @@ describe("campaign in the recipient's local time", () => {
     assert.equal(run.outcomes.dropped, 1);
   });
 
+  it("a daily campaign in local time makes one run per day, each delivering at every zone's 09:00", async (t) => {
+    const f = await campaignFixture(t, stack, { start: "2026-11-27T20:00:00Z" });
+    const pro = { plan: "pro" };
+    await f.profile("tokyo", { email: "tokyo@shop.example", timezone: "Asia/Tokyo", attributes: pro });
+    await f.profile("new-york", { email: "ny@shop.example", timezone: "America/New_York", attributes: pro });
+    // The cron picks the days in Paris; each day's run starts at 19:00 UTC the day before (the
+    // run for 28 November is already due when the campaign is created at 20:00).
+    await f.publish("daily", morning({ at: undefined, recurring: { cron: "0 9 * * *", timeZone: "Europe/Paris" } }));
+    const steps: [string, number, string[]][] = [
+      ["2026-11-27T20:00:00Z", 1, []],
+      ["2026-11-28T00:00:00Z", 1, ["tokyo"]],
+      ["2026-11-28T14:00:00Z", 1, ["new-york", "tokyo"]],
+      ["2026-11-28T18:59:59Z", 1, ["new-york", "tokyo"]],
+      ["2026-11-28T19:00:00Z", 2, ["new-york", "tokyo"]],
+      ["2026-11-29T00:00:00Z", 2, ["new-york", "tokyo", "tokyo"]],
+      ["2026-11-29T14:00:00Z", 2, ["new-york", "new-york", "tokyo", "tokyo"]],
+    ];
+    for (const [time, runs, queued] of steps) {
+      assert.deepEqual(await at(f, time), queued, `queued at ${time}`);
+      assert.equal((await f.runs("daily")).length, runs, `runs at ${time}`);
+    }
+    const runs = await f.runs("daily");
+    assert.deepEqual(
+      runs.map((run) => [run.scheduledFor, run.status, run.enqueued]),
+      [
+        ["2026-11-28T19:00:00.000Z", "completed", 2],
+        ["2026-11-27T19:00:00.000Z", "completed", 2],
+      ],
+    );
+  });
+
   it("commits a chunk of due recipients once, and only for the lease holder", async (t) => {
     const f = await campaignFixture(t, stack, { start: "2026-11-26T19:00:00Z" });
     await worldwide(f);
