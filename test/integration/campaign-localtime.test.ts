@@ -198,6 +198,12 @@ describe("campaign in the recipient's local time", () => {
     for (const [time, runs, queued] of steps) {
       assert.deepEqual(await at(f, time), queued, `queued at ${time}`);
       assert.equal((await f.runs("daily")).length, runs, `runs at ${time}`);
+      if (time === "2026-11-28T00:00:00Z") {
+        // While the run for the 28th waits for New York, the status already shows the next one.
+        const summary = await readCampaignStatusSummary(f.redis, { namespace: f.namespace, campaign: "daily" });
+        assert.equal(summary.lastRun?.status, "running");
+        assert.equal(summary.nextRunAt, "2026-11-28T19:00:00.000Z");
+      }
     }
     const runs = await f.runs("daily");
     assert.deepEqual(

@@ -185,11 +185,13 @@ export class CampaignRunner implements Runnable {
       if (state.current !== undefined) await this.#markSuspended(campaign, state.current);
       return;
     }
+    const due = dueRun(campaign.spec, state.schedule, clock.now());
     if (state.current !== undefined) {
+      // A run in progress (a local-time one lasts a day): the status already shows the next one.
+      if (due.kind === "none") await this.#noteNextRun(campaign, due.nextAt);
       await this.#resume(campaign);
       return;
     }
-    const due = dueRun(campaign.spec, state.schedule, clock.now());
     if (due.kind !== "run") {
       await this.#noteNextRun(campaign, due.nextAt);
       return;
