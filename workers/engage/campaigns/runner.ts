@@ -241,8 +241,9 @@ export class CampaignRunner implements Runnable {
     if ((await store.runMeta(namespace, name, current))?.status !== CampaignRunStatuses.running) return;
     if (!(await this.#lease(campaign))) return;
     try {
-      const { current } = await store.state(namespace, name, clock.now());
-      const meta = current === undefined ? undefined : await store.runMeta(namespace, name, current);
+      // Read again under the lease: the run may have moved on meanwhile.
+      const fresh = (await store.state(namespace, name, clock.now())).current;
+      const meta = fresh === undefined ? undefined : await store.runMeta(namespace, name, fresh);
       if (meta?.status !== CampaignRunStatuses.running) return;
       await store.setStatus(namespace, name, meta.id, CampaignRunStatuses.suspended);
       metrics.runs.inc({ namespace, campaign: name, result: "suspended" });
