@@ -33,13 +33,14 @@ export async function planLocalRun(deps: PlannerDeps, run: LocalRun, signal: Abo
 /** Phase 1: the snapshot into the due set. Undefined once all of it is there. */
 async function scheduleAudience(deps: PlannerDeps, run: LocalRun, signal: AbortSignal): Promise<PlanEnd | undefined> {
   const { day, time, fallbackZone } = run.local;
-  // One instant per zone for the whole run: a base spans a few hundred zones at most.
+  // One instant per timezone value for the whole planner (checking a zone builds an Intl format):
+  // a base holds a few hundred distinct values at most.
   const instants = new Map<string, number>();
-  const instantIn = (zone: string): number => {
-    let instant = instants.get(zone);
+  const instantFor = (timezone = ""): number => {
+    let instant = instants.get(timezone);
     if (instant === undefined) {
-      instant = zonedInstant(day, time, zone);
-      instants.set(zone, instant);
+      instant = zonedInstant(day, time, recipientZone(timezone, fallbackZone));
+      instants.set(timezone, instant);
     }
     return instant;
   };
@@ -57,7 +58,7 @@ async function scheduleAudience(deps: PlannerDeps, run: LocalRun, signal: AbortS
         : [
             {
               member: dueMember(cursor + index, profile.id),
-              at: instantIn(recipientZone(profile.hash.timezone, fallbackZone)),
+              at: instantFor(profile.hash.timezone),
             },
           ],
     );
