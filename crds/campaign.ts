@@ -4,7 +4,7 @@ import { conditionsSchema, observedGeneration } from "./conditions.ts";
 import { ageColumn, readyColumn } from "./kind.ts";
 import type { KindDefinition } from "./kind.ts";
 import { holdoutPercent, messageSchema, subscriptionSchema } from "./message.ts";
-import { celExpression, dateTime, objectName, withRules } from "./schema.ts";
+import { celExpression, clockTime, dateTime, objectName, timeZone, withRules } from "./schema.ts";
 
 /** Most sample profiles a preview renders. */
 export const PREVIEW_MAX_SAMPLES = 10;
@@ -100,11 +100,29 @@ const recurringSchema = withRules(
 
 const scheduleSchema = withRules(
   z.strictObject({
-    at: dateTime("Run once at this time.").optional(),
+    at: dateTime("Run once at this time. With localTime, only its date counts: the day to deliver on.").optional(),
     recurring: recurringSchema.optional(),
+    localTime: clockTime(
+      "Deliver at this time of day in each recipient's time zone (the profile's timezone), e.g. \"09:00\", on the date of at or of each recurring slot (in the cron's time zone), as one run. A recipient whose time has already passed when the run reaches it receives the message at once.",
+    ).optional(),
+    fallbackTimeZone: timeZone(
+      "With localTime: the zone of profiles without a valid timezone. Defaults to recurring.timeZone, or UTC with at.",
+    ).optional(),
   }),
   "When the campaign runs: at most one of at or recurring. Absent: once, as soon as it is created or resumed.",
-  [{ rule: "!(has(self.at) && has(self.recurring))", message: "set at most one of at or recurring" }],
+  [
+    { rule: "!(has(self.at) && has(self.recurring))", message: "set at most one of at or recurring" },
+    {
+      rule: "!has(self.localTime) || has(self.at) || has(self.recurring)",
+      message: "localTime needs at or recurring to name the day",
+      fieldPath: ".localTime",
+    },
+    {
+      rule: "!has(self.fallbackTimeZone) || has(self.localTime)",
+      message: "fallbackTimeZone applies with localTime only",
+      fieldPath: ".fallbackTimeZone",
+    },
+  ],
 );
 
 export const campaignSpecSchema = withRules(

@@ -16,7 +16,8 @@ export { renderCrds } from "./generate.ts";
 export { API_VERSION, CATEGORY, GROUP, VERSION } from "./kind.ts";
 export { kinds } from "./kinds.ts";
 export { Subscriptions } from "./message.ts";
-export { isTimeZone, sendPolicyKind, sendPolicySpecSchema, sendPolicyStatusSchema } from "./sendpolicy.ts";
+export { isTimeZone } from "./schema.ts";
+export { sendPolicyKind, sendPolicySpecSchema, sendPolicyStatusSchema } from "./sendpolicy.ts";
 export { Channels, senderKind, senderSpecSchema, senderStatusSchema } from "./sender.ts";
 export { automationSchema, campaignSchema, sendPolicySchema, senderSchema, validateManifest } from "./validate.ts";
 

@@ -118,3 +118,31 @@ export const RFC3339_DESCRIPTION = 'An RFC 3339 date-time such as "2026-11-27T09
 export function dateTime(description: string): z.ZodISODateTime {
   return z.iso.datetime({ offset: true }).describe(`${description} ${RFC3339_DESCRIPTION}`);
 }
+
+/** A 24-hour local time of day, "HH:MM". */
+export function clockTime(description: string): z.ZodString {
+  return z
+    .string()
+    .regex(/^([01][0-9]|2[0-3]):[0-5][0-9]$/, { error: 'must be a 24-hour time HH:MM such as "21:00"' })
+    .describe(description);
+}
+
+/** True when Intl knows the zone (the same database local times are computed with). */
+export function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** An IANA time zone, checked against Intl's database by zod (the operator and local mode). */
+export function timeZone(description: string) {
+  return z
+    .string()
+    .min(1)
+    .max(64)
+    .refine((zone) => isTimeZone(zone), { error: 'must be an IANA time zone such as "Europe/Paris"' })
+    .describe(description);
+}

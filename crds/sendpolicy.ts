@@ -5,31 +5,7 @@ import { z } from "zod";
 import { conditionsSchema, observedGeneration } from "./conditions.ts";
 import { ageColumn, readyColumn } from "./kind.ts";
 import type { KindDefinition } from "./kind.ts";
-import { duration, withRules } from "./schema.ts";
-
-const clockTime = (description: string) =>
-  z
-    .string()
-    .regex(/^([01][0-9]|2[0-3]):[0-5][0-9]$/, { error: 'must be a 24-hour time such as "21:00"' })
-    .describe(description);
-
-const timeZone = (description: string) =>
-  z
-    .string()
-    .min(1)
-    .max(64)
-    .refine((zone) => isTimeZone(zone), { error: 'must be an IANA time zone such as "Europe/Paris"' })
-    .describe(description);
-
-/** True when Intl knows the zone (the same database the policy stage computes local times with). */
-export function isTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat("en", { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { clockTime, duration, timeZone, withRules } from "./schema.ts";
 
 const selectorSchema = z
   .strictObject({

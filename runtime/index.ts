@@ -9,6 +9,7 @@ export type { Logger, LoggerOptions } from "./log.ts";
 
 export { envName, jsonString, parseConfig } from "./config.ts";
 export * from "./wire/index.ts";
+export { EARLIEST_OFFSET_MS, clockSeconds, localDate, localSeconds, recipientZone, zonedInstant } from "./zones.ts";
 export { connectNats, connectRedis } from "./connections.ts";
 export { registerProcessMetrics } from "./metrics.ts";
 export { startOpsServer } from "./http.ts";

@@ -61,6 +61,13 @@ export const RedisKeys = {
   /** ZSET: the run's audience, a snapshot of the activity ZSET taken when it started (deleted when it ends). */
   campaignAudience: (namespace: string, campaign: string, runId: string): string =>
     `${prefix(namespace)}cmp:${campaign}:run:${runId}:audience`,
+  /**
+   * ZSET "<rank>|<profileId>" scored by send instant (ms): a local-time run's recipients not yet
+   * planned (rank: the snapshot position, so equal instants keep the newest activity first).
+   * Deleted when the run ends.
+   */
+  campaignDue: (namespace: string, campaign: string, runId: string): string =>
+    `${prefix(namespace)}cmp:${campaign}:run:${runId}:due`,
   /** HASH email -> profileId: the address claims of a dedupeByEmail run (deleted when it ends). */
   campaignClaims: (namespace: string, campaign: string, runId: string): string =>
     `${prefix(namespace)}cmp:${campaign}:run:${runId}:claims`,

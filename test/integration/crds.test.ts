@@ -403,6 +403,21 @@ const invalidCases: InvalidCase[] = [
     local: "must be an IANA time zone",
   },
   {
+    name: "a localTime that is not HH:MM",
+    file: friday,
+    mutate: (s) => (s.schedule.localTime = "9am"),
+    path: "spec.schedule.localTime",
+    api: "should match",
+    local: "must be a 24-hour time HH:MM",
+  },
+  {
+    name: "a localTime without at or recurring",
+    file: friday,
+    mutate: (s) => (s.schedule = { localTime: "09:00" }),
+    path: "spec.schedule.localTime",
+    api: "localTime needs at or recurring to name the day",
+  },
+  {
     name: "a domain filter on a push campaign",
     file: friday,
     mutate: (s) => (s.message = { webpush: { title: "t", body: "b" } }),

@@ -1,38 +1,5 @@
-// Local wall-clock arithmetic for quiet hours, with Intl's time-zone database (DST included).
-
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-function formatter(zone: string): Intl.DateTimeFormat {
-  let format = formatters.get(zone);
-  if (format === undefined) {
-    format = new Intl.DateTimeFormat("en-GB", {
-      timeZone: zone,
-      hourCycle: "h23",
-      hour: "2-digit",
-      minute: "2-digit",
-      second: "2-digit",
-    });
-    formatters.set(zone, format);
-  }
-  return format;
-}
-
-/** Seconds since local midnight in the zone at this instant. */
-export function localSeconds(at: Date, zone: string): number {
-  let seconds = 0;
-  for (const part of formatter(zone).formatToParts(at)) {
-    if (part.type === "hour") seconds += Number(part.value) * 3600;
-    else if (part.type === "minute") seconds += Number(part.value) * 60;
-    else if (part.type === "second") seconds += Number(part.value);
-  }
-  return seconds;
-}
-
-/** "21:00" → seconds since midnight. */
-export function clockSeconds(time: string): number {
-  const [hours = 0, minutes = 0] = time.split(":").map(Number);
-  return hours * 3600 + minutes * 60;
-}
+// Quiet hours as a daily window of local time; the zone arithmetic is runtime's (zones.ts).
+import { clockSeconds, localSeconds } from "#runtime";
 
 const DAY = 86_400;
 

@@ -4,9 +4,8 @@
 // when the hold ends. Caps are counted in Redis, shared by every pool of the namespace.
 import type { Redis } from "ioredis";
 import type { Counter } from "prom-client";
-import { isTimeZone } from "#crds";
 import type { SendPolicySpec } from "#crds";
-import { inHoldout, PauseTargets, PolicyKeys } from "#runtime";
+import { inHoldout, PauseTargets, PolicyKeys, recipientZone } from "#runtime";
 import type { SendJob } from "#runtime";
 import { remainingInWindowMs } from "./clock.ts";
 import { CAPS, DECIDED, OUTCOMES } from "./scripts.ts";
@@ -126,7 +125,7 @@ export class PolicyStage {
       return { kind: "hold", delayMs: this.#recheck(), reason: "frozen", policy: name };
     const quiet = spec.quietHours;
     if (quiet !== undefined && (!transactional || quiet.includeTransactional)) {
-      const zone = validZone(subject.timezone) ?? quiet.timeZone;
+      const zone = recipientZone(subject.timezone, quiet.timeZone);
       const remaining = remainingInWindowMs(now, zone, quiet);
       if (remaining > 0) {
         return quiet.action === "drop"
@@ -261,11 +260,6 @@ interface Counts {
   sends: number;
   bounced: number;
   failed: number;
-}
-
-/** The profile's zone when Intl knows it; a bad attribute falls back to the policy's zone. */
-function validZone(zone: string | null): string | undefined {
-  return zone !== null && zone !== "" && isTimeZone(zone) ? zone : undefined;
 }
 
 function durationMs(duration: string): number {

@@ -8,6 +8,7 @@ import type { Logger, SendJob } from "#runtime";
 import { Subjects, campaignJobId, sendMessageId } from "#runtime";
 import type { CompiledCampaign } from "./audience.ts";
 import type { CampaignMetrics } from "./metrics.ts";
+import type { LocalDelivery } from "./schedule.ts";
 import { screenChunk } from "./screen.ts";
 import type { CampaignStore } from "./store.ts";
 
@@ -37,19 +38,26 @@ export interface PlannedRun {
   sender: string;
   owner: string;
   cursor: number;
+  /** A local-time run (planned by local-time.ts). */
+  local?: LocalDelivery;
+  /** A local-time run whose whole snapshot is in its due set. */
+  scheduled?: boolean;
 }
 
-/** How a planner stopped: done, suspended, aborted (shutdown or delete), or the lease was lost. */
-export type PlanEnd = "completed" | "suspended" | "stopped" | "lost";
+/**
+ * How a planner stopped: done, suspended, aborted (shutdown or delete), the lease was lost, or (a
+ * local-time run) nobody is due yet and a later tick resumes it.
+ */
+export type PlanEnd = "completed" | "suspended" | "stopped" | "lost" | "waiting";
 
-interface Chunk {
+export interface Chunk {
   counters: Map<string, number>;
   jobs: SendJob[];
   skipped: Map<string, number>;
 }
 
 /** Paces publishes to `perSecond` from the planner's start. */
-class Pacer {
+export class Pacer {
   readonly #perSecond: number;
   readonly #clock: Clock;
   readonly #start: number;
@@ -93,14 +101,21 @@ export async function planRun(deps: PlannerDeps, run: PlannedRun, signal: AbortS
     const ended = (await previous) ?? stopReason(deps.current(), signal);
     // Suspended or deleted while the previous chunk was out: this one is not published.
     if (ended !== undefined) return ended;
-    previous = publishAndCommit(deps, { run, chunk, pacing, signal, from: cursor, to: cursor + profiles.length });
+    const range = { from: cursor, to: cursor + profiles.length };
+    previous = publishAndCommit(deps, {
+      run,
+      chunk,
+      pacing,
+      signal,
+      commit: () => deps.store.commit({ ...run, ...range, counters: chunk.counters }),
+    });
     previous.catch(() => undefined);
     cursor += profiles.length;
   }
 }
 
 /** The chunk size and pace of a campaign; a throttled chunk holds about a second of messages, so a suspend is honoured within a second. */
-function pacingOf(
+export function pacingOf(
   deps: PlannerDeps,
   campaign: CompiledCampaign,
   pacers: { pacer?: Pacer },
@@ -111,7 +126,7 @@ function pacingOf(
   return { size: Math.min(deps.chunkSize, perSecond), pacing: { pacer: pacers.pacer, perSecond } };
 }
 
-function stopReason(campaign: CompiledCampaign | undefined, signal: AbortSignal): PlanEnd | undefined {
+export function stopReason(campaign: CompiledCampaign | undefined, signal: AbortSignal): PlanEnd | undefined {
   if (signal.aborted || campaign === undefined) return "stopped";
   return campaign.spec.suspend ? "suspended" : undefined;
 }
@@ -141,21 +156,20 @@ class ChunkReader {
   }
 }
 
-async function publishAndCommit(
+/** Publishes a chunk's jobs, then commits it with `commit` (false: the run was lost); undefined when both went through. */
+export async function publishAndCommit(
   deps: PlannerDeps,
   options: {
     run: PlannedRun;
     chunk: Chunk;
     pacing: { pacer: Pacer; perSecond: number } | undefined;
     signal: AbortSignal;
-    from: number;
-    to: number;
+    commit: () => Promise<boolean>;
   },
 ): Promise<PlanEnd | undefined> {
   const { run, chunk, pacing, signal } = options;
   if (!(await publishAll(deps, { run, jobs: chunk.jobs, pacing, signal }))) return "stopped";
-  const committed = await deps.store.commit({ ...run, from: options.from, to: options.to, counters: chunk.counters });
-  if (!committed) return "lost";
+  if (!(await options.commit())) return "lost";
   count(deps.metrics, run, chunk);
   return undefined;
 }
@@ -189,7 +203,8 @@ async function publishAll(
   return !signal.aborted;
 }
 
-async function decideChunk(
+/** Decides a chunk of profiles and builds its jobs and counters (email addresses screened in Redis). */
+export async function decideChunk(
   deps: PlannerDeps,
   campaign: CompiledCampaign,
   run: PlannedRun,

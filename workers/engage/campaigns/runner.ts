@@ -9,6 +9,8 @@
 // Suspend drops what is queued: the planner stops at the end of its chunk and the run's jobs still
 // in RELAIS_SENDS are purged (counted as `dropped`); resuming continues the run with the profiles
 // not yet planned. Delete stops the planner and purges every kept run's queued jobs the same way.
+// A local-time run spends most of its life between planners (nobody due yet): each tick resumes
+// it, and a suspend that finds no planner marks it suspended itself.
 import { randomBytes } from "node:crypto";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
@@ -17,6 +19,7 @@ import type { Logger, Runnable, SendJob } from "#runtime";
 import { compileCampaign } from "./audience.ts";
 import type { CompiledCampaign } from "./audience.ts";
 import type { CampaignMetrics } from "./metrics.ts";
+import { planLocalRun } from "./local-time.ts";
 import { planRun } from "./planner.ts";
 import { computePreview } from "./preview.ts";
 import type { Clock, PlanEnd, PlannedRun } from "./planner.ts";
@@ -188,14 +191,17 @@ export class CampaignRunner implements Runnable {
     const { namespace, name } = campaign;
     const state = await store.state(namespace, name, clock.now());
     if (campaign.spec.suspend) {
-      await this.#considerPreview(campaign, state);
-      return;
-    }
-    if (state.current !== undefined) {
-      await this.#resume(campaign);
+      if (state.current !== undefined) await this.#markSuspended(campaign, state.current);
+      else await this.#considerPreview(campaign, state);
       return;
     }
     const due = dueRun(campaign.spec, state.schedule, clock.now());
+    if (state.current !== undefined) {
+      // A run in progress (a local-time one lasts a day): the status already shows the next one.
+      if (due.kind === "none") await this.#noteNextRun(campaign, due.nextAt);
+      await this.#resume(campaign);
+      return;
+    }
     if (due.kind !== "run") {
       await this.#noteNextRun(campaign, due.nextAt);
       return;
@@ -219,9 +225,41 @@ export class CampaignRunner implements Runnable {
       nowMs: clock.now(),
       remember: still.remember,
       keep: this.#deps.options.runsKept,
+      ...(still.local !== undefined && { local: still.local }),
     });
     this.#deps.log.info({ namespace, campaign: name, runId }, "campaign run started");
-    this.#start({ namespace, campaign: name, runId, sender, owner: this.#owner, cursor: 0 });
+    this.#start({
+      namespace,
+      campaign: name,
+      runId,
+      sender,
+      owner: this.#owner,
+      cursor: 0,
+      ...(still.local !== undefined && { local: still.local, scheduled: false }),
+    });
+  }
+
+  /**
+   * A campaign suspended while its run has no planner (a local-time run waiting for its next
+   * recipients, or one interrupted by an error): the run is marked suspended here, as its planner
+   * would have done; put() has purged its queued jobs.
+   */
+  async #markSuspended(campaign: CompiledCampaign, current: string): Promise<void> {
+    const { store, clock, metrics } = this.#deps;
+    const { namespace, name } = campaign;
+    // Most ticks find it marked already: a read, no lease.
+    if ((await store.runMeta(namespace, name, current))?.status !== CampaignRunStatuses.running) return;
+    if (!(await this.#lease(campaign))) return;
+    try {
+      // Read again under the lease: the run may have moved on meanwhile.
+      const fresh = (await store.state(namespace, name, clock.now())).current;
+      const meta = fresh === undefined ? undefined : await store.runMeta(namespace, name, fresh);
+      if (meta?.status !== CampaignRunStatuses.running) return;
+      await store.setStatus(namespace, name, meta.id, CampaignRunStatuses.suspended);
+      metrics.runs.inc({ namespace, campaign: name, result: "suspended" });
+    } finally {
+      await store.release(namespace, name, this.#owner);
+    }
   }
 
   /**
@@ -246,6 +284,7 @@ export class CampaignRunner implements Runnable {
       sender: meta.sender,
       owner: this.#owner,
       cursor: meta.cursor,
+      ...(meta.local !== undefined && { local: meta.local, scheduled: meta.scheduled }),
     });
   }
 
@@ -343,19 +382,18 @@ export class CampaignRunner implements Runnable {
     metrics.inProgress.set(labels, 1);
     let end: PlanEnd | "error" = "error";
     try {
-      end = await planRun(
-        {
-          store,
-          publish: this.#deps.publish,
-          clock: this.#deps.clock,
-          metrics,
-          log,
-          chunkSize: options.chunkSize,
-          current: () => this.get(run.namespace, run.campaign),
-        },
-        run,
-        signal,
-      );
+      const deps = {
+        store,
+        publish: this.#deps.publish,
+        clock: this.#deps.clock,
+        metrics,
+        log,
+        chunkSize: options.chunkSize,
+        current: () => this.get(run.namespace, run.campaign),
+      };
+      const local = run.local;
+      end =
+        local === undefined ? await planRun(deps, run, signal) : await planLocalRun(deps, { ...run, local }, signal);
       await this.#settle(run, end);
     } catch (error) {
       // Redis or NATS failed: the run stays current and the next tick resumes it.
@@ -370,6 +408,7 @@ export class CampaignRunner implements Runnable {
   async #settle(run: PlannedRun, end: PlanEnd): Promise<void> {
     const { store, metrics, log, clock } = this.#deps;
     const labels = { namespace: run.namespace, campaign: run.campaign };
+    if (end === "waiting") return;
     log.info({ ...labels, runId: run.runId, end }, "campaign planner stopped");
     if (end === "lost" || end === "stopped") return;
     // Only while this planner still holds the run: a paused one whose lease lapsed must not end

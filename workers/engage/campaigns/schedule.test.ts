@@ -91,6 +91,65 @@ describe("dueRun", () => {
   });
 });
 
+describe("dueRun with localTime", () => {
+  it("starts the run of an at day when its local time arrives at UTC+14, in the fallback zone UTC", () => {
+    const s = spec({ at: "2026-11-27T00:00:00+01:00", localTime: "09:00" });
+    const start = at("2026-11-26T19:00:00Z");
+    assert.deepEqual(dueRun(s, fresh("2026-11-20T00:00:00Z"), start - 1), { kind: "none", nextAt: start });
+    assert.deepEqual(dueRun(s, fresh("2026-11-20T00:00:00Z"), start), {
+      kind: "run",
+      slot: start,
+      remember: { atDone: String(at("2026-11-27T00:00:00+01:00")) },
+      local: { day: "2026-11-27", time: "09:00", fallbackZone: "UTC" },
+    });
+    const done = { ...fresh("2026-11-20T00:00:00Z"), atDone: at("2026-11-27T00:00:00+01:00") };
+    assert.equal(dueRun(s, done, at("2026-11-28T00:00:00Z")).kind, "none");
+  });
+
+  it("runs a recurring campaign once per day its cron fires, before the slot itself", () => {
+    // Mondays in Paris; the fallback zone defaults to the cron's.
+    const s = spec({ recurring: { cron: "0 9 * * 1", timeZone: "Europe/Paris" }, localTime: "09:00" });
+    const since = fresh("2026-11-27T10:00:00Z");
+    // Monday 30 November 2026: the run starts on Sunday at 19:00 UTC (09:00 at UTC+14).
+    assert.deepEqual(dueRun(s, since, at("2026-11-27T12:00:00Z")), {
+      kind: "none",
+      nextAt: at("2026-11-29T19:00:00Z"),
+    });
+    const due = dueRun(s, since, at("2026-11-29T19:00:00Z"));
+    assert.deepEqual(due, {
+      kind: "run",
+      slot: at("2026-11-29T19:00:00Z"),
+      remember: { lastSlot: String(at("2026-11-30T08:00:00Z")) },
+      local: { day: "2026-11-30", time: "09:00", fallbackZone: "Europe/Paris" },
+    });
+    const ran = { ...since, lastSlot: at("2026-11-30T08:00:00Z") };
+    assert.deepEqual(dueRun(s, ran, at("2026-11-30T20:00:00Z")), {
+      kind: "none",
+      nextAt: at("2026-12-06T19:00:00Z"),
+    });
+  });
+
+  it("an hourly cron still makes one run per day, with fallbackTimeZone as given", () => {
+    const s = spec({
+      recurring: { cron: "0 * * * *", timeZone: "UTC" },
+      localTime: "08:30",
+      fallbackTimeZone: "Asia/Tokyo",
+    });
+    const since = fresh("2026-11-27T10:00:00Z");
+    const due = dueRun(s, since, at("2026-11-27T18:30:00Z"));
+    assert.ok(due.kind === "run");
+    assert.deepEqual(due.local, { day: "2026-11-28", time: "08:30", fallbackZone: "Asia/Tokyo" });
+    const lastSlot = Number(due.remember.lastSlot);
+    assert.equal(localDay(lastSlot), "2026-11-28");
+    assert.deepEqual(dueRun(s, { ...since, lastSlot }, at("2026-11-28T12:00:00Z")), {
+      kind: "none",
+      nextAt: at("2026-11-28T18:30:00Z"),
+    });
+  });
+});
+
+const localDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+
 describe("runIdFor", () => {
   it("is sortable by slot and usable in a NATS subject token", () => {
     assert.equal(runIdFor(at("2026-11-27T09:00:00Z"), "3f9a"), "20261127t090000z-3f9a");

@@ -4,7 +4,7 @@ import type { Redis } from "ioredis";
 import type { CampaignPreview } from "#crds";
 import { CampaignRunStatuses, RedisKeys } from "#runtime";
 import type { CampaignRunStatus } from "#runtime";
-import type { ScheduleState } from "./schedule.ts";
+import type { LocalDelivery, ScheduleState } from "./schedule.ts";
 
 type ScriptRunner = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
 
@@ -46,6 +46,44 @@ for i = 1, #ARGV, 2 do
 end
 return out`;
 
+/**
+ * Schedules one chunk of a local-time run's snapshot: adds its recipients (pairs score, member) to
+ * the due set and moves the cursor, under the same conditions as COMMIT (ZADD is idempotent, so a
+ * chunk scheduled again after a crash changes nothing).
+ */
+const SCHEDULE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if (redis.call('HGET', KEYS[2], 'cursor') or '0') ~= ARGV[2] then return 0 end
+if redis.call('HGET', KEYS[2], 'status') ~= 'running' then return 0 end
+-- ZADD in groups of 500 pairs: unpack has a stack limit.
+for i = 4, #ARGV, 1000 do redis.call('ZADD', KEYS[3], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+redis.call('HSET', KEYS[2], 'cursor', ARGV[3])
+return 1`;
+
+/** Ends the scheduling of a local-time run: the snapshot is walked, only the due set is left. */
+const SCHEDULED = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[2], 'status') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[2], 'scheduled', '1')
+redis.call('DEL', KEYS[3])
+return 1`;
+
+/**
+ * Commits one planned chunk of a local-time run: removes its members from the due set and adds its
+ * counters, only if the caller holds the lease, the run is running and every member is still due
+ * (ARGV: owner, member count, members, then counter pairs). Counted once, like COMMIT.
+ */
+const COMMIT_DUE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[2], 'status') ~= 'running' then return 0 end
+local n = tonumber(ARGV[2])
+for i = 3, n + 2 do
+  if not redis.call('ZSCORE', KEYS[3], ARGV[i]) then return 0 end
+end
+for i = 3, n + 2 do redis.call('ZREM', KEYS[3], ARGV[i]) end
+for i = n + 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return 1`;
+
 /** Adds to a run's counter only while the run exists (an outcome of a trimmed run is dropped). */
 const ATTRIBUTE = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -58,6 +96,30 @@ export interface RunMeta {
   sender: string;
   cursor: number;
   slot: number;
+  /** A local-time run: its day, time and fallback zone (fixed when it started). */
+  local?: LocalDelivery;
+  /** A local-time run whose snapshot is all in the due set. */
+  scheduled: boolean;
+}
+
+/** A profile of a run's audience, read with its hash. */
+export interface AudienceProfile {
+  id: string;
+  hash: Record<string, string>;
+}
+
+/** The member of a due set: the snapshot rank first (ties in time keep snapshot order), then the id. */
+export function dueMember(rank: number, profileId: string): string {
+  return `${String(rank).padStart(10, "0")}|${profileId}`;
+}
+
+function dueProfileId(member: string): string {
+  return member.slice(member.indexOf("|") + 1);
+}
+
+/** A chunk's counters as HINCRBY pairs (zeros left out). */
+function increments(counters: ReadonlyMap<string, number>): (string | number)[] {
+  return [...counters].filter(([, value]) => value > 0).flat();
 }
 
 /**
@@ -75,7 +137,16 @@ export class CampaignStore {
 
   constructor(redis: Redis) {
     this.#redis = redis;
-    for (const [name, lua] of Object.entries({ RENEW, RELEASE, COMMIT, CLAIM, ATTRIBUTE })) {
+    for (const [name, lua] of Object.entries({
+      RENEW,
+      RELEASE,
+      COMMIT,
+      CLAIM,
+      ATTRIBUTE,
+      SCHEDULE,
+      SCHEDULED,
+      COMMIT_DUE,
+    })) {
       const command = `relaisCampaign${name}`;
       redis.defineCommand(command, { lua });
       this.#run[name] = ((redis as unknown as Record<string, ScriptRunner>)[command] as ScriptRunner).bind(redis);
@@ -143,6 +214,7 @@ export class CampaignStore {
     nowMs: number;
     remember: Record<string, string>;
     keep: number;
+    local?: LocalDelivery;
   }): Promise<void> {
     const { namespace, campaign, runId } = options;
     const runs = RedisKeys.campaignRuns(namespace, campaign);
@@ -155,6 +227,11 @@ export class CampaignStore {
         slot: options.slot,
         startedAt: options.nowMs,
         cursor: 0,
+        ...(options.local !== undefined && {
+          localDay: options.local.day,
+          localTime: options.local.time,
+          fallbackZone: options.local.fallbackZone,
+        }),
       })
       .zadd(runs, options.nowMs, runId)
       // A campaign deleted and created again: its old reports expire, the new ones must not.
@@ -175,6 +252,7 @@ export class CampaignStore {
         RedisKeys.campaignRun(namespace, campaign, id),
         RedisKeys.campaignAudience(namespace, campaign, id),
         RedisKeys.campaignClaims(namespace, campaign, id),
+        RedisKeys.campaignDue(namespace, campaign, id),
       );
       pipeline.zrem(runs, id);
     }
@@ -182,12 +260,16 @@ export class CampaignStore {
   }
 
   async runMeta(namespace: string, campaign: string, runId: string): Promise<RunMeta | undefined> {
-    const [status, sender, cursor, slot] = await this.#redis.hmget(
+    const [status, sender, cursor, slot, localDay, localTime, fallbackZone, scheduled] = await this.#redis.hmget(
       RedisKeys.campaignRun(namespace, campaign, runId),
       "status",
       "sender",
       "cursor",
       "slot",
+      "localDay",
+      "localTime",
+      "fallbackZone",
+      "scheduled",
     );
     if (status === null) return undefined;
     return {
@@ -196,6 +278,11 @@ export class CampaignStore {
       sender: sender ?? "",
       cursor: Number(cursor ?? 0),
       slot: Number(slot ?? 0),
+      ...(typeof localDay === "string" &&
+        typeof localTime === "string" && {
+          local: { day: localDay, time: localTime, fallbackZone: fallbackZone ?? "UTC" },
+        }),
+      scheduled: scheduled === "1",
     };
   }
 
@@ -210,15 +297,102 @@ export class CampaignStore {
     runId: string;
     cursor: number;
     count: number;
-  }): Promise<{ id: string; hash: Record<string, string> }[]> {
+  }): Promise<AudienceProfile[]> {
     const { namespace, campaign, runId, cursor, count } = options;
     const key = RedisKeys.campaignAudience(namespace, campaign, runId);
     const ids = await this.#redis.zrange(key, String(cursor), String(cursor + count - 1), "REV");
+    return this.#profiles(namespace, ids);
+  }
+
+  async #profiles(namespace: string, ids: readonly string[]): Promise<AudienceProfile[]> {
     if (ids.length === 0) return [];
     const pipeline = this.#redis.pipeline();
     for (const id of ids) pipeline.hgetall(RedisKeys.profile(namespace, id));
     const hashes = (await pipeline.exec()) ?? [];
     return ids.map((id, index) => ({ id, hash: (hashes[index]?.[1] ?? {}) as Record<string, string> }));
+  }
+
+  /** Adds a chunk of a local-time run's snapshot to its due set (see SCHEDULE); false when this planner lost the run. */
+  async schedule(options: {
+    namespace: string;
+    campaign: string;
+    runId: string;
+    owner: string;
+    from: number;
+    to: number;
+    entries: readonly { member: string; at: number }[];
+  }): Promise<boolean> {
+    const { namespace, campaign, runId } = options;
+    const result = await this.#script(
+      "SCHEDULE",
+      3,
+      RedisKeys.campaignLease(namespace, campaign),
+      RedisKeys.campaignRun(namespace, campaign, runId),
+      RedisKeys.campaignDue(namespace, campaign, runId),
+      options.owner,
+      options.from,
+      options.to,
+      ...options.entries.flatMap(({ member, at }) => [at, member]),
+    );
+    return result === 1;
+  }
+
+  /** Marks a local-time run's snapshot as walked and drops it (see SCHEDULED). */
+  async scheduled(run: { namespace: string; campaign: string; runId: string; owner: string }): Promise<boolean> {
+    const { namespace, campaign, runId } = run;
+    const result = await this.#script(
+      "SCHEDULED",
+      3,
+      RedisKeys.campaignLease(namespace, campaign),
+      RedisKeys.campaignRun(namespace, campaign, runId),
+      RedisKeys.campaignAudience(namespace, campaign, runId),
+      run.owner,
+    );
+    return result === 1;
+  }
+
+  /** Up to `count` recipients of a local-time run whose instant is at or before `nowMs`, earliest first. */
+  async dueChunk(options: {
+    namespace: string;
+    campaign: string;
+    runId: string;
+    nowMs: number;
+    count: number;
+  }): Promise<(AudienceProfile & { member: string })[]> {
+    const { namespace, campaign, runId } = options;
+    const key = RedisKeys.campaignDue(namespace, campaign, runId);
+    const members = await this.#redis.zrange(key, "-inf", String(options.nowMs), "BYSCORE", "LIMIT", 0, options.count);
+    const profiles = await this.#profiles(namespace, members.map(dueProfileId));
+    return profiles.map((profile, index) => ({ ...profile, member: members[index] ?? "" }));
+  }
+
+  /** How many recipients of a local-time run are not planned yet. */
+  async dueLeft(run: { namespace: string; campaign: string; runId: string }): Promise<number> {
+    return this.#redis.zcard(RedisKeys.campaignDue(run.namespace, run.campaign, run.runId));
+  }
+
+  /** Commits a planned chunk of a local-time run (see COMMIT_DUE); false when this planner lost the run. */
+  async commitDue(options: {
+    namespace: string;
+    campaign: string;
+    runId: string;
+    owner: string;
+    members: readonly string[];
+    counters: ReadonlyMap<string, number>;
+  }): Promise<boolean> {
+    const { namespace, campaign, runId } = options;
+    const result = await this.#script(
+      "COMMIT_DUE",
+      3,
+      RedisKeys.campaignLease(namespace, campaign),
+      RedisKeys.campaignRun(namespace, campaign, runId),
+      RedisKeys.campaignDue(namespace, campaign, runId),
+      options.owner,
+      options.members.length,
+      ...options.members,
+      ...increments(options.counters),
+    );
+    return result === 1;
   }
 
   /** Which of `emails` are suppressed. */
@@ -257,7 +431,6 @@ export class CampaignStore {
     counters: ReadonlyMap<string, number>;
   }): Promise<boolean> {
     const { namespace, campaign, runId } = options;
-    const increments = [...options.counters].filter(([, value]) => value > 0).flat();
     const result = await this.#script(
       "COMMIT",
       2,
@@ -266,7 +439,7 @@ export class CampaignStore {
       options.owner,
       options.from,
       options.to,
-      ...increments,
+      ...increments(options.counters),
     );
     return result === 1;
   }
@@ -283,7 +456,11 @@ export class CampaignStore {
     await this.#redis
       .multi()
       .hset(RedisKeys.campaignRun(namespace, campaign, runId), { status: options.status, finishedAt: options.nowMs })
-      .del(RedisKeys.campaignAudience(namespace, campaign, runId), RedisKeys.campaignClaims(namespace, campaign, runId))
+      .del(
+        RedisKeys.campaignAudience(namespace, campaign, runId),
+        RedisKeys.campaignClaims(namespace, campaign, runId),
+        RedisKeys.campaignDue(namespace, campaign, runId),
+      )
       .hdel(RedisKeys.campaignState(namespace, campaign), "current")
       .exec();
   }
@@ -377,7 +554,11 @@ export class CampaignStore {
       .expire(RedisKeys.campaignRuns(namespace, campaign), DELETED_RUN_TTL_S);
     for (const id of runIds) {
       multi
-        .del(RedisKeys.campaignAudience(namespace, campaign, id), RedisKeys.campaignClaims(namespace, campaign, id))
+        .del(
+          RedisKeys.campaignAudience(namespace, campaign, id),
+          RedisKeys.campaignClaims(namespace, campaign, id),
+          RedisKeys.campaignDue(namespace, campaign, id),
+        )
         .expire(RedisKeys.campaignRun(namespace, campaign, id), DELETED_RUN_TTL_S);
     }
     await multi.exec();
