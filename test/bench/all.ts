@@ -143,6 +143,13 @@ const at = (value: unknown, ...path: (string | number)[]): unknown =>
   );
 const num = (value: unknown): number => (typeof value === "number" ? value : Number.NaN);
 
+/** `rate` over the mean of a stage bench's own baseline runs, e.g. "0.123 (of 12,345/s)". */
+function ownRatio(rate: number, baselines: number[]): string {
+  if (baselines.length === 0) return "-";
+  const mean = baselines.reduce((sum, value) => sum + value, 0) / baselines.length;
+  return `${(rate / mean).toFixed(3)} (of ${Math.round(mean).toLocaleString("en-US")}/s)`;
+}
+
 function ratioRow(row: Omit<Row, "ratio" | "met">, threshold: number): Row {
   const ratio = row.baseline === undefined ? undefined : row.throughput / row.baseline.perSecond;
   return { ...row, ratio, met: ratio === undefined || Number.isNaN(ratio) ? undefined : ratio >= threshold };
@@ -174,6 +181,11 @@ function engageRow(run: StageRun, base: BaselineRates): Row {
   const engage = Array.isArray(rows)
     ? (rows as Loose[]).find((row) => String(row.name).startsWith("engage"))
     : undefined;
+  const bare = Array.isArray(rows)
+    ? (rows as Loose[])
+        .filter((row) => String(row.name).startsWith("bare nats.js consume+ack"))
+        .map((row) => num(row.perSecond))
+    : [];
   const latency = at(run.json, "events", "latency");
   const last = Array.isArray(latency) ? (latency.at(-1) as Loose | undefined) : undefined;
   return ratioRow(
@@ -186,7 +198,9 @@ function engageRow(run: StageRun, base: BaselineRates): Row {
       goal: "≥ 50 % of bare nats.js consume+ack",
       peakRssMiB: run.peakRssMiB,
       load: run.load,
-      note: `latency: event published → send job enqueued, at ${String(at(last, "rate"))} events/s`,
+      note:
+        `latency: event published → send job enqueued, at ${String(at(last, "rate"))} events/s; ` +
+        `vs its own bare consume+ack on its server: ${ownRatio(num(engage?.perSecond), bare)}`,
     },
     0.5,
   );
@@ -199,6 +213,12 @@ function deliverRow(run: StageRun, base: BaselineRates): Row {
     (top, result) => (top === undefined || num(result.msgsPerSecond) > num(top.msgsPerSecond) ? result : top),
     undefined,
   );
+  const baselines = at(run.json, "baselines");
+  const own = Array.isArray(baselines)
+    ? (baselines as Loose[])
+        .filter((baseline) => baseline.tool === "nats.js" && baseline.mode === "consume")
+        .map((baseline) => num(baseline.msgsPerSecond))
+    : [];
   return ratioRow(
     {
       stage: `deliver: null transport (${String(best?.name)})`,
@@ -209,7 +229,9 @@ function deliverRow(run: StageRun, base: BaselineRates): Row {
       goal: "≥ 50 % of bare nats.js consume+ack",
       peakRssMiB: run.peakRssMiB,
       load: run.load,
-      note: "latency: the pipeline's send duration histogram (render, policies, claim, channel)",
+      note:
+        "latency: the pipeline's send duration histogram (render, policies, claim, channel); " +
+        `vs its own bare consume+ack on its server: ${ownRatio(num(best?.msgsPerSecond), own)}`,
     },
     0.5,
   );
