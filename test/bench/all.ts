@@ -379,7 +379,9 @@ function fanoutRows(
       goal: "(the alternative)",
       peakRssMiB: bull.peakRssMiB,
       load: loadNow(),
-      note: `addBulk done in ${bull.result.enqueueSeconds.toFixed(1)} s, last job at ${bull.result.seconds.toFixed(1)} s`,
+      note:
+        `addBulk done in ${bull.result.enqueueSeconds.toFixed(1)} s, last job at ${bull.result.seconds.toFixed(1)} s` +
+        `, ${bull.result.failed} failed`,
     });
   return rows;
 }

@@ -19,13 +19,15 @@ interface FanoutConfig {
   queue: string;
 }
 
-type FanoutMessage = { type: "ready" } | { type: "enqueued" } | { type: "done"; completed: number };
+type FanoutMessage = { type: "ready" } | { type: "enqueued" } | { type: "done"; completed: number; failed: number };
 
 export interface FanoutResult {
   messages: number;
   seconds: number;
   perSecond: number;
   enqueueSeconds: number;
+  /** Jobs that failed instead of completing (not counted in perSecond). */
+  failed: number;
 }
 
 const CONCURRENCY = 256;
@@ -74,6 +76,7 @@ async function work(config: FanoutConfig): Promise<void> {
   const redis = connectRedis(config.redisUrl, "bullmq-worker");
   const channel = nullChannel();
   let completed = 0;
+  let failed = 0;
   const worker = new Worker(
     config.queue,
     async (job) => {
@@ -92,8 +95,17 @@ async function work(config: FanoutConfig): Promise<void> {
     },
     { connection: connection(config.redisUrl), concurrency: CONCURRENCY },
   );
+  // A failed job (e.g. stalled twice under load) ends too: counted, so the run ends and says so.
+  const settled = (): void => {
+    if (completed + failed === config.profiles) send({ type: "done", completed, failed });
+  };
   worker.on("completed", () => {
-    if (++completed === config.profiles) send({ type: "done", completed });
+    completed += 1;
+    settled();
+  });
+  worker.on("failed", () => {
+    failed += 1;
+    settled();
   });
   await worker.waitUntilReady();
   send({ type: "ready" });
@@ -124,10 +136,10 @@ export async function bullmqFanout(
     producer.send({ type: "go" });
     await nextMessage<FanoutMessage, "enqueued">(producer, "enqueued", timeoutS * 1000);
     const enqueueSeconds = (performance.now() - begun) / 1000;
-    await done;
+    const { completed, failed } = await done;
     const seconds = (performance.now() - begun) / 1000;
     await stopChild(producer, 5000);
-    return { messages: settings.profiles, seconds, perSecond: settings.profiles / seconds, enqueueSeconds };
+    return { messages: settings.profiles, seconds, perSecond: completed / seconds, enqueueSeconds, failed };
   } finally {
     await stopChild(worker, 10_000);
   }
