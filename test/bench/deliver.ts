@@ -22,12 +22,11 @@
 // is called, and the clock stops when relais_deliver_messages_total{outcome="sent"} reaches the
 // count. A bare run times the same way: connect, add the durable consumer, ack every message. A
 // watchdog bounds the whole run; figures go to stdout and to bench-results/deliver.json.
-import { execFile, execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { arch, availableParallelism, cpus, loadavg, release, totalmem } from "node:os";
 import { join, relative } from "node:path";
-import { promisify } from "node:util";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -55,6 +54,7 @@ import {
   Subjects,
 } from "#runtime";
 import type { SendJob } from "#runtime";
+import { msgsPerSecondOf, natsCli } from "./baselines.ts";
 import {
   commandLine,
   cpuSeconds,
@@ -475,21 +475,6 @@ async function bareNatsJs(
 // Baseline 2: `nats bench js` (natscli), same server, same count and size
 
 const BENCH_STREAM = "relais_deliver_bench";
-
-async function natsCli(args: string[], timeoutS: number): Promise<string> {
-  const { stdout, stderr } = await promisify(execFile)(toolPath("nats"), [...args, "--no-context"], {
-    timeout: timeoutS * 1000,
-    killSignal: "SIGKILL",
-    maxBuffer: 16 * 2 ** 20,
-  });
-  return `${stdout}\n${stderr}`;
-}
-
-function msgsPerSecondOf(output: string): number {
-  const match = /stats: ([\d,.]+) msgs\/sec/.exec(output);
-  if (match?.[1] === undefined) throw new Error(`no "msgs/sec" in nats bench output:\n${output.slice(-500)}`);
-  return Number(match[1].replace(/,/g, ""));
-}
 
 async function natsBench(context: Context, messages: number, shape: { bytes: number; fetchBatches: number[] }) {
   const common = ["--server", context.natsUrl, "--stream", BENCH_STREAM, "--msgs", String(messages)];

@@ -1,7 +1,7 @@
 // Helpers shared by the benchmark scripts: settings, versions, and CPU accounting from /proc.
 import { execFileSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 
 /** How to run `script` again with the same BENCH_* settings. */
@@ -103,4 +103,73 @@ export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<
   const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
   await exited;
   clearTimeout(timer);
+}
+
+/** "name pid" of a process, from its command line: "nats-server 123", "node deliver.ts sink 456". */
+function processLabel(pid: number): string | undefined {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+    const [program = "", ...args] = argv.map((arg) => arg.slice(arg.lastIndexOf("/") + 1));
+    const words = program === "node" ? [program, ...args.filter((arg) => !arg.startsWith("{")).slice(0, 2)] : [program];
+    return `${words.join(" ")} ${pid}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resident set size of a process in bytes, or undefined once it is gone. */
+function rssOf(pid: number): number | undefined {
+  try {
+    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return match?.[1] === undefined ? undefined : Number(match[1]) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `root` and every process under it, from the parent pids in /proc. */
+function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(parent, [...(children.get(parent) ?? []), pid]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i] ?? -1) ?? []));
+  return tree;
+}
+
+/**
+ * Samples the RSS of `root` and of every process under it (servers, children) until stopped;
+ * `stop` gives the peak of each in MiB, by "name pid".
+ */
+export function treeRssSampler(root: number, intervalMs = 250): { stop: () => Record<string, number> } {
+  const peaks = new Map<number, { label: string; bytes: number }>();
+  const sample = (): void => {
+    for (const pid of processTree(root)) {
+      const bytes = rssOf(pid);
+      if (bytes === undefined) continue;
+      const known = peaks.get(pid);
+      if (known !== undefined) known.bytes = Math.max(known.bytes, bytes);
+      else peaks.set(pid, { label: processLabel(pid) ?? `pid ${pid}`, bytes });
+    }
+  };
+  sample();
+  const timer = setInterval(sample, intervalMs);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      const result: Record<string, number> = {};
+      for (const { label, bytes } of peaks.values()) result[label] = Math.round(bytes / 2 ** 20);
+      return result;
+    },
+  };
 }
