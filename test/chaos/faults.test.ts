@@ -200,9 +200,14 @@ async function scenario(t: TestContext, system: System, stream: EventStream, ind
   assert.equal(resumed, "", `no event accepted after the fault was delivered`);
   stream.pause();
   let last = "";
+  // What held convergence back, and from when: the diagnostics explain a slow recovery.
+  const trace: string[] = [];
   const converged = await waitUntil(
     async () => {
-      last = await pending({ system, stream, campaign, eligible });
+      const now = await pending({ system, stream, campaign, eligible });
+      if (now.replace(/\d+/g, "#") !== last.replace(/\d+/g, "#"))
+        trace.push(`${((performance.now() - faultAt) / 1000).toFixed(1)} s: ${now || "converged"}`);
+      last = now;
       return last === "";
     },
     { timeoutMs: RECOVERY_BUDGET_MS, intervalMs: 250 },
@@ -228,6 +233,7 @@ async function scenario(t: TestContext, system: System, stream: EventStream, ind
       `the fault delivered ${(resumedMs / 1000).toFixed(1)} s after it, all converged in ` +
       `${(convergedMs / 1000).toFixed(1)} s; lost ${lost}, duplicates ${row.duplicates}; ${stream.refused} refused requests retried so far`,
   );
+  t.diagnostic(`after the fault: ${trace.join("; ")}`);
   assert.equal(converged, "", `${fault.name}: not converged: ${last}`);
   assert.equal(lost, 0);
   assert.ok(

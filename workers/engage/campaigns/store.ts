@@ -45,11 +45,21 @@ for i = 1, #ARGV, 2 do
 end
 return out`;
 
-/** Adds to a run's counter only while the run exists (an outcome of a trimmed run is dropped). */
+/**
+ * Adds to a run's counter only while the run exists (an outcome of a trimmed run is dropped), and,
+ * with a marker key (KEYS[2]), only if that marker was not set yet (set here for ARGV[3] ms).
+ */
 const ATTRIBUTE = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return 0 end
 redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
 return 1`;
+
+/**
+ * How long a counted feedback message is remembered: longer than its redelivery takes (the
+ * feedback consumer's ack_wait, 30 s, or a 1 s nak) plus a Redis restart.
+ */
+const COUNTED_MARKER_TTL_MS = 5 * 60 * 1000;
 
 export interface RunMeta {
   id: string;
@@ -281,13 +291,30 @@ export class CampaignStore {
       .exec();
   }
 
-  /** Adds `count` to a run's counter (an outcome, or jobs dropped by a purge). */
+  /**
+   * Adds `count` to a run's counter (an outcome, or jobs dropped by a purge). With `once` (the
+   * feedback message's stream sequence), a second call with the same `once` and field within
+   * minutes adds nothing: a count applied whose reply was lost (a Redis restart; ioredis resends
+   * unanswered commands) and the message's redelivery are counted once.
+   */
   async attribute(
     run: { namespace: string; campaign: string; runId: string },
     field: string,
-    count = 1,
+    options: { count?: number; once?: string } = {},
   ): Promise<void> {
-    await this.#script("ATTRIBUTE", 1, RedisKeys.campaignRun(run.namespace, run.campaign, run.runId), field, count);
+    const report = RedisKeys.campaignRun(run.namespace, run.campaign, run.runId);
+    const count = options.count ?? 1;
+    if (options.once === undefined) await this.#script("ATTRIBUTE", 1, report, field, count);
+    else
+      await this.#script(
+        "ATTRIBUTE",
+        2,
+        report,
+        `${report}:counted:${options.once}:${field}`,
+        field,
+        count,
+        COUNTED_MARKER_TTL_MS,
+      );
   }
 
   /** Every run still kept for the campaign, oldest first. */
