@@ -146,7 +146,7 @@ async function statusPending(options: ReturnType<typeof check>): Promise<string>
   const status = (await system.status("Campaign", campaign)) as
     { phase?: string; lastRun?: { sent?: number; targeted?: number } } | undefined;
   if (status?.phase !== "Completed" || status.lastRun?.sent !== targeted || status.lastRun.targeted !== targeted)
-    return `Campaign status ${JSON.stringify(status)}`;
+    return `Campaign status ${status?.phase ?? "?"}, lastRun.sent ${String(status?.lastRun?.sent)} of ${targeted}`;
   const metrics = await fetch(`${system.operatorUrl}/metrics`, { signal: AbortSignal.timeout(2000) })
     .then((response) => response.text())
     .catch(() => "");
