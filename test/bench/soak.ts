@@ -15,7 +15,7 @@
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { waitUntil } from "#harness";
-import { readCampaignRuns } from "#runtime";
+import { readCampaignRuns, Streams } from "#runtime";
 import { EventStream, NAMESPACE, SENDER, startSystem } from "../fixtures/system.ts";
 import type { System } from "../fixtures/system.ts";
 
@@ -41,6 +41,10 @@ interface Sample {
   minute: number;
   rssMiB: Map<string, number>;
   lag: { deliver: number; engage: number };
+  /** Bytes JetStream keeps for RELAIS_EVENTS and RELAIS_FEEDBACK (limits retention: 7 days). */
+  streamsMiB: number;
+  /** Keys in Redis (profiles, send records kept 7 days, histories, reports). */
+  redisKeys: number;
   received: number;
   accepted: number;
   load: number;
@@ -54,6 +58,12 @@ function rssMiB(pid: number | undefined): number {
   } catch {
     return Number.NaN;
   }
+}
+
+async function streamsMiB(system: System): Promise<number> {
+  let bytes = 0;
+  for (const stream of [Streams.events, Streams.feedback]) bytes += (await system.jsm.streams.info(stream)).state.bytes;
+  return bytes / 2 ** 20;
 }
 
 async function processes(system: System): Promise<Map<string, number | undefined>> {
@@ -72,10 +82,10 @@ async function processes(system: System): Promise<Map<string, number | undefined
   return named;
 }
 
-/** Least-squares slope of y over x. */
-function slope(points: readonly { x: number; y: number }[]): number {
+/** Least-squares slope of y over x, and its standard error (NaN with fewer than 3 points). */
+function slope(points: readonly { x: number; y: number }[]): { perMin: number; stderr: number } {
   const n = points.length;
-  if (n < 2) return Number.NaN;
+  if (n < 2) return { perMin: Number.NaN, stderr: Number.NaN };
   const meanX = points.reduce((sum, p) => sum + p.x, 0) / n;
   const meanY = points.reduce((sum, p) => sum + p.y, 0) / n;
   let num = 0;
@@ -84,50 +94,79 @@ function slope(points: readonly { x: number; y: number }[]): number {
     num += (p.x - meanX) * (p.y - meanY);
     den += (p.x - meanX) ** 2;
   }
-  return den === 0 ? Number.NaN : num / den;
+  const perMin = num / den;
+  const residuals = points.reduce((sum, p) => sum + (p.y - meanY - perMin * (p.x - meanX)) ** 2, 0);
+  return { perMin, stderr: n < 3 ? Number.NaN : Math.sqrt(residuals / (n - 2) / den) };
 }
+
+/**
+ * A trend is reported only when the slope is above `flat` and more than twice its standard error:
+ * a Node process's RSS moves by tens of MiB with each major GC, so a few samples show noise.
+ */
+function trend(fit: { perMin: number; stderr: number }, flat: number, words: [string, string, string]): string {
+  const [none, up, down] = words;
+  if (Math.abs(fit.perMin) < flat || !(Math.abs(fit.perMin) > 2 * fit.stderr)) return none;
+  return fit.perMin > 0 ? up : down;
+}
+
+const signed = (value: number, digits: number): string => `${value >= 0 ? "+" : ""}${value.toFixed(digits)}`;
 
 const pad = (text: string, width: number): string => text.padStart(width);
 
 function printSample(sample: Sample, names: readonly string[]): void {
   if (sample.minute === 0) {
-    const header = [
-      "min",
-      ...names.map((name) => `${name} MiB`),
-      "deliver lag",
-      "engage lag",
-      "sent",
-      "events",
-      "load",
-    ];
-    console.log(header.map((cell) => pad(cell, 14)).join(""));
+    console.log("RSS in MiB per process; lag = num_pending + num_ack_pending; sent = messages at the sink");
+    const header = ["min", ...names, "deliver lag", "engage lag", "sent", "events", "load"];
+    console.log(header.map((cell) => pad(cell, 13)).join(""));
   }
   const cells = [
     String(sample.minute),
     ...names.map((name) => (sample.rssMiB.get(name) ?? Number.NaN).toFixed(1)),
+    sample.streamsMiB.toFixed(1),
+    String(sample.redisKeys),
     String(sample.lag.deliver),
     String(sample.lag.engage),
     String(sample.received),
     String(sample.accepted),
     sample.load.toFixed(2),
   ];
-  console.log(cells.map((cell) => pad(cell, 14)).join(""));
+  console.log(cells.map((cell) => pad(cell, 13)).join(""));
 }
 
 function verdicts(samples: readonly Sample[], names: readonly string[]): string[] {
   // The first sample is the start; the first minute is warm-up (JIT, pools, the first run).
   const steady = samples.filter((sample) => sample.minute >= 1);
-  const lines: string[] = [`slopes over minutes 1–${samples.at(-1)?.minute ?? 0} (least squares):`];
-  for (const name of names) {
-    const value = slope(steady.map((s) => ({ x: s.minute, y: s.rssMiB.get(name) ?? Number.NaN })));
-    const verdict = Math.abs(value) < FLAT_MIB_PER_MIN ? "no growth trend" : value > 0 ? "GROWING" : "shrinking";
-    lines.push(`  ${name.padEnd(14)} RSS ${value >= 0 ? "+" : ""}${value.toFixed(2)} MiB/min: ${verdict}`);
-  }
-  for (const consumer of ["deliver", "engage"] as const) {
-    const value = slope(steady.map((s) => ({ x: s.minute, y: s.lag[consumer] })));
-    const verdict = Math.abs(value) < FLAT_LAG_PER_MIN ? "no lag growth" : value > 0 ? "LAG GROWING" : "lag shrinking";
+  const lines: string[] = [
+    `slopes over minutes 1–${samples.at(-1)?.minute ?? 0} (least squares ± standard error; a trend needs > ${FLAT_MIB_PER_MIN} MiB/min or ${FLAT_LAG_PER_MIN} messages/min and > 2 standard errors):`,
+  ];
+  const series: [string, (s: Sample) => number, string, number, [string, string, string]][] = [
+    ...names.map((name): [string, (s: Sample) => number, string, number, [string, string, string]] => [
+      `${name} RSS`,
+      (s) => s.rssMiB.get(name) ?? Number.NaN,
+      "MiB/min",
+      FLAT_MIB_PER_MIN,
+      ["no growth trend", "GROWING", "shrinking"],
+    ]),
+    ["streams stored", (s) => s.streamsMiB, "MiB/min", FLAT_MIB_PER_MIN, ["flat", "growing (retention)", "shrinking"]],
+    [
+      "deliver lag",
+      (s) => s.lag.deliver,
+      "messages/min",
+      FLAT_LAG_PER_MIN,
+      ["no lag growth", "LAG GROWING", "lag shrinking"],
+    ],
+    [
+      "engage lag",
+      (s) => s.lag.engage,
+      "messages/min",
+      FLAT_LAG_PER_MIN,
+      ["no lag growth", "LAG GROWING", "lag shrinking"],
+    ],
+  ];
+  for (const [label, value, unit, flat, words] of series) {
+    const fit = slope(steady.map((s) => ({ x: s.minute, y: value(s) })));
     lines.push(
-      `  ${`${consumer} lag`.padEnd(14)} ${value >= 0 ? "+" : ""}${value.toFixed(1)} messages/min: ${verdict}`,
+      `  ${label.padEnd(20)} ${signed(fit.perMin, 2)} ± ${fit.stderr.toFixed(2)} ${unit}: ${trend(fit, flat, words)}`,
     );
   }
   return lines;
@@ -193,6 +232,8 @@ async function main(): Promise<void> {
         minute,
         rssMiB: new Map([...pids].map(([name, pid]) => [name, rssMiB(pid)])),
         lag: await system.lag(),
+        streamsMiB: await streamsMiB(system),
+        redisKeys: await system.redis.dbsize(),
         received: [...system.tally.counts.values()].reduce((sum, count) => sum + count, 0),
         accepted: stream.accepted.size,
         load: loadavg()[0] ?? 0,
