@@ -15,7 +15,7 @@
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { waitUntil } from "#harness";
-import { readCampaignRuns, Streams } from "#runtime";
+import { abortOnSignals, delay, readCampaignRuns, Streams } from "#runtime";
 import { EventStream, NAMESPACE, SENDER, startSystem } from "../fixtures/system.ts";
 import type { System } from "../fixtures/system.ts";
 
@@ -195,7 +195,8 @@ async function settle(system: System, stream: EventStream): Promise<string> {
   ].join("\n");
 }
 
-async function main(): Promise<void> {
+/** Ctrl-C (or SIGTERM) ends the sampling early; the summary is printed and everything stopped. */
+async function main(signal: AbortSignal): Promise<void> {
   const teardowns: (() => unknown)[] = [];
   try {
     const system = await startSystem({
@@ -222,9 +223,10 @@ async function main(): Promise<void> {
     const samples: Sample[] = [];
     let names: string[] = [];
     const started = performance.now();
+    const interrupted = (): boolean => signal.aborted;
     for (let minute = 0; minute <= MINUTES; minute++) {
-      const due = started + minute * SAMPLE_MS;
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - performance.now())));
+      await delay(Math.max(0, started + minute * SAMPLE_MS - performance.now()), signal);
+      if (interrupted()) break;
       system.tally.update();
       const pids = await processes(system);
       if (minute === 0) names = [...pids.keys()];
@@ -250,4 +252,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+await main(abortOnSignals());
