@@ -130,15 +130,18 @@ async function pending({ system, stream, campaign, eligible }: Check): Promise<s
   const accepted = stream.accepted.size;
   if (counters.triggered !== accepted || counters.sent !== accepted || counters.waiting !== 0)
     return `automation counters ${JSON.stringify(counters)} for ${accepted} accepted events`;
-  return statusPending(check(system, campaign, eligible.length, accepted));
+  return (
+    (await statusPending({ system, campaign, targeted: eligible.length, accepted })) || (await lagGaugesPending(system))
+  );
 }
 
-function check(system: System, campaign: string, targeted: number, accepted: number) {
-  return { system, campaign, targeted, accepted };
-}
-
-/** The operator's view: status files and its lag gauges. */
-async function statusPending(options: ReturnType<typeof check>): Promise<string> {
+/** The operator's status files: the Automation's counters, the Campaign's phase and last run. */
+async function statusPending(options: {
+  system: System;
+  campaign: string;
+  targeted: number;
+  accepted: number;
+}): Promise<string> {
   const { system, campaign, targeted, accepted } = options;
   const automation = (await system.status("Automation", AUTOMATION)) as { counters?: { sent?: number } } | undefined;
   if (automation?.counters?.sent !== accepted)
@@ -147,6 +150,11 @@ async function statusPending(options: ReturnType<typeof check>): Promise<string>
     { phase?: string; lastRun?: { sent?: number; targeted?: number } } | undefined;
   if (status?.phase !== "Completed" || status.lastRun?.sent !== targeted || status.lastRun.targeted !== targeted)
     return `Campaign status ${status?.phase ?? "?"}, lastRun.sent ${String(status?.lastRun?.sent)} of ${targeted}`;
+  return "";
+}
+
+/** The operator's relais_pool_lag_messages gauges, all 0. */
+async function lagGaugesPending(system: System): Promise<string> {
   const metrics = await fetch(`${system.operatorUrl}/metrics`, { signal: AbortSignal.timeout(2000) })
     .then((response) => response.text())
     .catch(() => "");
