@@ -116,7 +116,17 @@ const pad = (text: string, width: number): string => text.padStart(width);
 function printSample(sample: Sample, names: readonly string[]): void {
   if (sample.minute === 0) {
     console.log("RSS in MiB per process; lag = num_pending + num_ack_pending; sent = messages at the sink");
-    const header = ["min", ...names, "deliver lag", "engage lag", "sent", "events", "load"];
+    const header = [
+      "min",
+      ...names,
+      "streams MiB",
+      "redis keys",
+      "deliver lag",
+      "engage lag",
+      "sent",
+      "events",
+      "load",
+    ];
     console.log(header.map((cell) => pad(cell, 13)).join(""));
   }
   const cells = [
