@@ -38,13 +38,6 @@ interface Fault {
   command: string;
   /** Duplicates the design allows: a SIGKILLed deliver replica's in-flight sends; else none. */
   allowedDuplicates: number;
-  /**
-   * The automation's counters may count an event twice: after a nats-server restart, engage sees
-   * events again whose ack was lost and counts their instances again (the send itself is not
-   * repeated: same job id). A known fault, docs/reliability.md; the status must still agree with
-   * the counters.
-   */
-  countersMayOvercount?: boolean;
   inject(system: System): Promise<void>;
 }
 
@@ -90,7 +83,6 @@ const faults: Fault[] = [
     name: "restart nats-server",
     command: "systemctl restart nats-server (SIGTERM, same port and store)",
     allowedDuplicates: 0,
-    countersMayOvercount: true,
     inject: (system) => system.stack.nats?.process.restart() ?? Promise.reject(new Error("no NATS")),
   },
   {
@@ -122,14 +114,11 @@ interface Check {
   stream: EventStream;
   campaign: string;
   eligible: string[];
-  countersMayOvercount: boolean;
-  /** Instances counted beyond the accepted events by earlier faults (see countersMayOvercount). */
-  drift: number;
 }
 
 /** What is not converged yet ("" when everything is). */
 async function pending(check: Check): Promise<string> {
-  const { system, stream, campaign, eligible, countersMayOvercount, drift } = check;
+  const { system, stream, campaign, eligible } = check;
   system.tally.update();
   const [run] = await readCampaignRuns(system.redis, { namespace: NAMESPACE, campaign });
   if (run === undefined) return "no run yet";
@@ -143,13 +132,11 @@ async function pending(check: Check): Promise<string> {
   const lag = await system.lag();
   if (lag.deliver + lag.engage > 0) return `consumer lag ${JSON.stringify(lag)}`;
   const counters = await readAutomationCounters(system.redis, NAMESPACE, AUTOMATION);
-  const accepted = stream.accepted.size + drift;
-  const counted = countersMayOvercount && counters.triggered >= accepted ? counters.triggered : accepted;
-  if (counters.triggered !== counted || counters.sent !== counted || counters.waiting !== 0)
+  const accepted = stream.accepted.size;
+  if (counters.triggered !== accepted || counters.sent !== accepted || counters.waiting !== 0)
     return `automation counters ${JSON.stringify(counters)} for ${accepted} accepted events`;
   return (
-    (await statusPending({ system, campaign, targeted: eligible.length, accepted: counted })) ||
-    (await lagGaugesPending(system))
+    (await statusPending({ system, campaign, targeted: eligible.length, accepted })) || (await lagGaugesPending(system))
   );
 }
 
@@ -180,9 +167,6 @@ async function lagGaugesPending(system: System): Promise<string> {
   if (lags.length === 0 || lags.some((lag) => lag !== 0)) return `operator lag gauges ${JSON.stringify(lags)}`;
   return "";
 }
-
-/** What the automation's counters count beyond the accepted events, once converged (0 but after a fault allowed to). */
-let counterDrift = 0;
 
 async function scenario(t: TestContext, system: System, stream: EventStream, index: number): Promise<Row> {
   const fault = faults[index];
@@ -233,14 +217,7 @@ async function scenario(t: TestContext, system: System, stream: EventStream, ind
   const trace: string[] = [];
   const converged = await waitUntil(
     async () => {
-      const now = await pending({
-        system,
-        stream,
-        campaign,
-        eligible,
-        countersMayOvercount: fault.countersMayOvercount === true,
-        drift: counterDrift,
-      });
+      const now = await pending({ system, stream, campaign, eligible });
       if (now.replace(/\d+/g, "#") !== last.replace(/\d+/g, "#"))
         trace.push(`${((performance.now() - faultAt) / 1000).toFixed(1)} s: ${now || "converged"}`);
       last = now;
@@ -252,7 +229,6 @@ async function scenario(t: TestContext, system: System, stream: EventStream, ind
   // Read while the stream is paused, so every accepted event is counted.
   const counters = await readAutomationCounters(system.redis, NAMESPACE, AUTOMATION);
   t.diagnostic(`automation counters: triggered ${counters.triggered} for ${stream.accepted.size} accepted events`);
-  if (converged === "") counterDrift = counters.triggered - stream.accepted.size;
   stream.resume();
   const [run] = await readCampaignRuns(system.redis, { namespace: NAMESPACE, campaign });
   const lost =
