@@ -4,8 +4,7 @@
 // SIGTERM, so they drain as a Deployment's pods do, and SIGKILL only after a timeout.
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { createWriteStream } from "node:fs";
-import type { WriteStream } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -49,7 +48,6 @@ interface Replica {
   restarts: number;
   startedAt: number;
   restartTimer: NodeJS.Timeout | undefined;
-  output: WriteStream | undefined;
 }
 
 interface Pool {
@@ -216,7 +214,6 @@ export class ProcessPoolRunner implements PoolRunner {
       restarts: 0,
       startedAt: Date.now(),
       restartTimer: undefined,
-      output: undefined,
     };
     await this.#spawn(pool, replica);
     return replica;
@@ -226,26 +223,25 @@ export class ProcessPoolRunner implements PoolRunner {
     const [file = process.execPath, ...args] = [...(this.#options.wrapper ?? []), ...this.#options.command];
     const env = await this.#environment(pool, replica.port);
     const logDir = this.#options.logDir;
-    replica.output ??=
+    // The replica writes its log file itself, not through a pipe to this process: if the operator
+    // dies, a replica draining on SIGTERM would otherwise die of EPIPE at its next log line, with
+    // sends made but not yet recorded.
+    const output =
       logDir === undefined
         ? undefined
-        : createWriteStream(join(logDir, `${pool.spec.namespace}.${pool.spec.name}-${replica.index}.log`), {
-            flags: "a",
-          });
-    const child = spawn(file, [...args, pool.spec.kind], {
-      env,
-      // Its own process group: a terminal's Ctrl-C reaches the operator only, which stops the
-      // replicas with SIGTERM after it has stopped scaling them.
-      detached: true,
-      stdio: [
-        "ignore",
-        replica.output === undefined ? "ignore" : "pipe",
-        replica.output === undefined ? "ignore" : "pipe",
-      ],
-    });
-    if (replica.output !== undefined) {
-      child.stdout?.pipe(replica.output, { end: false });
-      child.stderr?.pipe(replica.output, { end: false });
+        : openSync(join(logDir, `${pool.spec.namespace}.${pool.spec.name}-${replica.index}.log`), "a");
+    let child: ChildProcess;
+    try {
+      child = spawn(file, [...args, pool.spec.kind], {
+        env,
+        // Its own process group: a terminal's Ctrl-C reaches the operator only, which stops the
+        // replicas with SIGTERM after it has stopped scaling them.
+        detached: true,
+        stdio: ["ignore", output ?? "ignore", output ?? "ignore"],
+      });
+    } finally {
+      // The child has its own copy of the descriptor.
+      if (output !== undefined) closeSync(output);
     }
     replica.child = child;
     replica.startedAt = Date.now();
@@ -296,6 +292,5 @@ export class ProcessPoolRunner implements PoolRunner {
       clearTimeout(timer);
       await replica.exited;
     }
-    replica.output?.end();
   }
 }

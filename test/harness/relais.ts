@@ -26,15 +26,27 @@ export interface RelaisProcessOptions {
   command: "ingest" | "engage" | "deliver" | "operator" | "local";
   /** Arguments after the command, e.g. the folder of `local`. */
   args?: string[];
+  /**
+   * The script Node runs instead of bin/relais.ts, with the same arguments (a test's own entry
+   * point over the product's API, e.g. local mode over servers the test owns).
+   */
+  entry?: string;
   /** A name for messages, e.g. "replica-0". */
   name: string;
   /** RELAIS_* variables; RELAIS_HOST and RELAIS_PORT are set to a free loopback port. */
   env: Record<string, string>;
 }
 
-export async function spawnRelais(t: TestContext, options: RelaisProcessOptions): Promise<RelaisProcess> {
+/**
+ * Spawns the process; it is killed when `owner` ends: a test (its teardown), or, outside node:test
+ * (a benchmark or soak script), a function that registers the teardown.
+ */
+export async function spawnRelais(
+  owner: TestContext | ((teardown: () => void) => void),
+  options: RelaisProcessOptions,
+): Promise<RelaisProcess> {
   const port = await freePort();
-  const command = [process.execPath, cli, options.command, ...(options.args ?? [])];
+  const command = [process.execPath, options.entry ?? cli, options.command, ...(options.args ?? [])];
   const [file = process.execPath, ...args] = hasTool("setpriv")
     ? [toolPath("setpriv"), "--pdeathsig", "SIGKILL", "--", ...command]
     : command;
@@ -42,7 +54,9 @@ export async function spawnRelais(t: TestContext, options: RelaisProcessOptions)
     env: { PATH: process.env.PATH ?? "", ...options.env, RELAIS_HOST: "127.0.0.1", RELAIS_PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  defer(t, () => void child.kill("SIGKILL"));
+  const teardown = (): void => void child.kill("SIGKILL");
+  if (typeof owner === "function") owner(teardown);
+  else defer(owner, teardown);
   let output = "";
   const keep = (chunk: Buffer): void => {
     output = (output + chunk.toString()).slice(-4000);

@@ -112,6 +112,20 @@ describe("abandoned cart", () => {
     assert.equal((await f.stats("cart")).triggered, 1);
     assert.deepEqual(await f.unbalanced(), {}, "the counters add up");
   });
+
+  it("neither starts nor counts an ended instance again when its event comes back (a lost ack)", async (t) => {
+    const f = await engageFixture(t, stack);
+    f.automation("cart", abandonedCart({ wait: undefined }));
+    await customer(f, "ida");
+    await f.event("ida", "cart_updated", { cartId: "i1", itemCount: 1 }, { id: "sent-event" });
+    assert.equal((await f.sends()).length, 1);
+    await f.event("ida", "cart_updated", { cartId: "i1", itemCount: 1 }, { id: "sent-event" });
+    assert.equal((await f.sends()).length, 1);
+    assert.deepEqual(
+      { triggered: (await f.stats("cart")).triggered, sent: (await f.stats("cart")).sent },
+      { triggered: 1, sent: 1 },
+    );
+  });
 });
 
 describe("grace period and capping", () => {

@@ -365,3 +365,18 @@ describe("campaign suspend and delete", () => {
     assert.equal(runs[0].enqueued, 5);
   });
 });
+
+describe("campaign reports", () => {
+  it("counts an outcome once when the same feedback message is counted again (a lost reply, a redelivery)", async (t) => {
+    const f = await campaignFixture(t, stack);
+    const run = { namespace: f.namespace, campaign: "promo", runId: "r1" };
+    await f.store.startRun({ ...run, sender: "mail", slot: 0, nowMs: 0, remember: {}, keep: 5 });
+    await f.store.attribute(run, "sent", { once: "41" });
+    await f.store.attribute(run, "sent", { once: "41" });
+    await f.store.attribute(run, ["undelivered", "policy:holdout"], { once: "42" });
+    await f.store.attribute(run, ["undelivered", "policy:holdout"], { once: "42" });
+    const [report] = await f.runs("promo");
+    assert.equal(report?.outcomes.sent, 1);
+    assert.deepEqual([report.outcomes.undelivered, report.policy.holdout], [1, 1], "an outcome and its reason, once");
+  });
+});

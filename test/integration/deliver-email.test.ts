@@ -6,7 +6,7 @@ import { describe, it } from "node:test";
 import { promisify } from "node:util";
 import { defer, generateDkimKey, hasTool, startSmtpSink, startSparkPostEndpoint, toolPath, useStack } from "#harness";
 import type { ReceivedMail } from "#harness";
-import { verifyToken } from "#runtime";
+import { RedisKeys, verifyToken } from "#runtime";
 import { deliverFixture, LINK_SECRET, PUBLIC_BASE_URL } from "../fixtures/deliver.ts";
 
 const stack = useStack(["nats", "redis"]);
@@ -147,6 +147,25 @@ describe("email delivery over SMTP", () => {
     await pool.enqueue("once", { id, msgId: `${id}-replayed` });
     await pool.waitForOutcome("duplicate", 1);
     assert.equal(sink.received.length, 1);
+  });
+
+  it("publishes a completed send's outcome again when its job comes back, once, without sending it", async (t) => {
+    const { sink, pool } = await smtpSetup(t);
+    await pool.profiles.identify(pool.namespace, "lost", { email: "lost@example.com" });
+    // Sent, recorded, but its outcome never reached RELAIS_FEEDBACK (NATS restarting meanwhile).
+    const id = "run-lost:lost";
+    await pool.redis.set(RedisKeys.sendRecord(pool.namespace, id), "done:sent", "EX", 3600);
+    await pool.enqueue("lost", { id, msgId: `${id}-1` });
+    await pool.waitForOutcome("duplicate", 1);
+    await pool.enqueue("lost", { id, msgId: `${id}-2` });
+    await pool.waitForOutcome("duplicate", 2);
+    const sent = await pool.feedback("sent");
+    assert.deepEqual(
+      sent.map((outcome) => outcome.messageId),
+      [id],
+      "reported once: the second copy has the same Nats-Msg-Id",
+    );
+    assert.equal(sink.received.length, 0);
   });
 
   it("fails a message whose template does not render, and goes on with the next", async (t) => {

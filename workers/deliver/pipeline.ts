@@ -6,7 +6,7 @@
 // a duplicate is a crash between a channel accepting a message and its mark.
 import type { Consumer, JsMsg } from "@nats-io/jetstream";
 import { delay, sendJobSchema } from "#runtime";
-import type { FeedbackMessage, Logger, Runnable, SendJob } from "#runtime";
+import type { FeedbackMessage, FeedbackOutcome, Logger, Runnable, SendJob } from "#runtime";
 import type { RenderedMessage, SendResult } from "./channel.ts";
 import type { ConfigView, SenderState, TemplateLookup } from "./config-view.ts";
 import { decide } from "./decide.ts";
@@ -40,6 +40,8 @@ export interface PipelineDeps {
 interface Item {
   /** Its outcome is recorded, reported and settled already (sent items finish one by one). */
   finished?: boolean;
+  /** Its outcome could not be published on RELAIS_FEEDBACK. */
+  unreported?: boolean;
   message: JsMsg;
   job: SendJob;
   template?: TemplateLookup;
@@ -54,10 +56,35 @@ type Final =
   | { kind: "skip"; reason: SkipReason }
   | { kind: "retry"; delayMs: number; reason: string }
   | { kind: "hold"; delayMs: number; reason: string }
-  | { kind: "duplicate" }
+  /** Its record is done already: `outcome` is what it says ("sent", "skipped:<reason>", ...). */
+  | { kind: "duplicate"; outcome: string }
   | { kind: "busy"; remainingMs: number };
 
 const MISSING_CONFIG_RETRY_MS = 5000;
+/** When a send whose outcome could not be published comes back to publish it again. */
+const FEEDBACK_RETRY_MS = 2000;
+
+const RECORDED_OUTCOMES: ReadonlySet<string> = new Set<FeedbackOutcome>([
+  "sent",
+  "failed",
+  "bounced",
+  "expired",
+  "skipped",
+]);
+
+/** The outcome an item reports on RELAIS_FEEDBACK, if any. */
+function feedbackOf(
+  result: Final | undefined,
+): { outcome: FeedbackOutcome; reason?: string; address?: string } | undefined {
+  if (result?.kind === "outcome") return result;
+  if (result?.kind === "skip") return { outcome: "skipped", reason: result.reason };
+  if (result?.kind !== "duplicate") return undefined;
+  // The record says "<outcome>" or "skipped:<reason>"; the address was not kept.
+  const [outcome = "", ...rest] = result.outcome.split(":");
+  if (!RECORDED_OUTCOMES.has(outcome)) return undefined;
+  return { outcome: outcome as FeedbackOutcome, ...(rest.length > 0 && { reason: rest.join(":") }) };
+}
+
 const MAX_BATCHES_IN_FLIGHT = 2;
 /** How often a batch still sending tells JetStream and Redis it is alive. */
 const HEARTBEAT_MS = 20_000;
@@ -182,7 +209,7 @@ export class DeliveryPipeline implements Runnable {
       const claim = claims[index];
       if (claim === undefined) item.result = { kind: "busy", remainingMs: CLAIM_TTL_MS };
       else if (claim.state === "busy") item.result = { kind: "busy", remainingMs: claim.remainingMs };
-      else if (claim.state === "done") item.result = { kind: "duplicate" };
+      else if (claim.state === "done") item.result = { kind: "duplicate", outcome: claim.outcome };
       else {
         const decision = decide(item.job, channel, claim);
         if (decision.kind === "skip") item.result = { kind: "skip", reason: decision.reason };
@@ -363,7 +390,7 @@ export class DeliveryPipeline implements Runnable {
     // Record at once: the longer a sent message stays unmarked, the more a crash would resend.
     await this.#marks.add(this.#record(item));
     item.finished = true;
-    await this.#report(item, sender);
+    item.unreported = !(await this.#report(item, sender));
     this.#settle(item);
   }
 
@@ -414,14 +441,25 @@ export class DeliveryPipeline implements Runnable {
     const rest = items.filter((item) => item.finished !== true);
     const records = rest.map((item) => this.#record(item)).filter((record) => record !== undefined);
     await this.#deps.store.complete(this.#deps.namespace, records);
-    await Promise.all(rest.map((item) => this.#report(item, sender)));
+    await Promise.all(
+      rest.map(async (item) => {
+        item.unreported = !(await this.#report(item, sender));
+      }),
+    );
     for (const item of rest) this.#settle(item);
   }
 
-  async #report(item: Item, sender: SenderState): Promise<void> {
-    const result = item.result;
-    if (result === undefined || (result.kind !== "outcome" && result.kind !== "skip")) return;
-    const outcome = result.kind === "skip" ? "skipped" : result.outcome;
+  /**
+   * Publishes the item's outcome on RELAIS_FEEDBACK; resolves false when that failed (the item is
+   * then naked, not acked, so its redelivery publishes it again). A duplicate publishes its
+   * recorded outcome again under the same Nats-Msg-Id: JetStream drops it when the first one got
+   * through, and otherwise the reports get the outcome a crash or a NATS outage took away (after
+   * the stream's one-hour duplicate window, a report may count it twice).
+   */
+  async #report(item: Item, sender: SenderState): Promise<boolean> {
+    const feedback = feedbackOf(item.result);
+    if (feedback === undefined) return true;
+    const { outcome, reason, address } = feedback;
     const message: FeedbackMessage = {
       namespace: this.#deps.namespace,
       outcome,
@@ -429,16 +467,27 @@ export class DeliveryPipeline implements Runnable {
       messageId: item.job.id,
       channel: channelOf(sender.spec),
       at: (this.#deps.now?.() ?? new Date()).toISOString(),
-      ...(result.reason !== undefined && { reason: result.reason }),
-      ...(result.kind === "outcome" && result.address !== undefined && { address: result.address }),
+      ...(reason !== undefined && { reason }),
+      ...(address !== undefined && { address }),
     };
-    await this.#deps.feedback(message, `${item.job.id}:${outcome}`).catch((error: unknown) => {
-      this.#deps.log.warn({ err: error, outcome }, "feedback not published");
-    });
+    return this.#deps.feedback(message, `${item.job.id}:${outcome}`).then(
+      () => true,
+      (error: unknown) => {
+        this.#deps.log.warn({ err: error, outcome }, "feedback not published");
+        return false;
+      },
+    );
   }
 
   #settle(item: Item): void {
     const result = item.result ?? { kind: "retry", delayMs: 1000, reason: "not processed" };
+    if (item.unreported === true) {
+      // Done, but its outcome is not on RELAIS_FEEDBACK: the redelivery finds the record done and
+      // publishes it again (see #report).
+      this.#count(result.kind === "outcome" ? result.outcome : result.kind === "skip" ? "skipped" : "duplicate");
+      item.message.nak(FEEDBACK_RETRY_MS);
+      return;
+    }
     switch (result.kind) {
       case "outcome":
         this.#count(result.outcome);

@@ -4,9 +4,10 @@
 
 /**
  * prepare: ARGV = prefix, owner, claimTtlMs, then per job: sendId, profileId.
- * Per job returns {state, profileFields, suppressed, ttl}: state "claimed" | "done" | "busy";
- * profileFields is HGETALL's flat array (empty when the profile does not exist); suppressed is
- * the suppression record of the profile's email or false; ttl is a busy claim's remaining ms.
+ * Per job returns {state, profileFields, suppressed, ttl, outcome}: state "claimed" | "done" |
+ * "busy"; profileFields is HGETALL's flat array (empty when the profile does not exist);
+ * suppressed is the suppression record of the profile's email or false; ttl is a busy claim's
+ * remaining ms; outcome is a done send's recorded outcome ("sent", "skipped:<reason>", ...).
  */
 export const PREPARE = `
 local prefix, owner, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -16,7 +17,7 @@ for i = 4, #ARGV, 2 do
   local record = prefix .. 'send:' .. sendId
   local current = redis.call('GET', record)
   if current and string.sub(current, 1, 5) == 'done:' then
-    table.insert(results, {'done', {}, false})
+    table.insert(results, {'done', {}, false, 0, string.sub(current, 6)})
   elseif current then
     table.insert(results, {'busy', {}, false, redis.call('PTTL', record)})
   else

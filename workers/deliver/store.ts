@@ -14,7 +14,8 @@ export interface ClaimedProfile {
   suppressed: string | undefined;
 }
 
-export type Claim = ClaimedProfile | { state: "done" } | { state: "busy"; remainingMs: number };
+/** `outcome`: what the send's record says, e.g. "sent" or "skipped:opt_out". */
+export type Claim = ClaimedProfile | { state: "done"; outcome: string } | { state: "busy"; remainingMs: number };
 
 export interface RateRequest {
   /** The message's recipient domain bucket, when the Sender throttles it. */
@@ -63,9 +64,15 @@ export class DeliverStore {
   async prepare(namespace: string, jobs: readonly { id: string; profileId: string }[]): Promise<Claim[]> {
     if (jobs.length === 0) return [];
     const args = [prefixOf(namespace), this.#owner, CLAIM_TTL_MS, ...jobs.flatMap((job) => [job.id, job.profileId])];
-    const replies = (await this.#prepare(0, ...args)) as [string, string[], string | null, number | undefined][];
-    return replies.map(([state, profile, suppressed, ttl]) => {
-      if (state === "done") return { state: "done" };
+    const replies = (await this.#prepare(0, ...args)) as [
+      string,
+      string[],
+      string | null,
+      number | undefined,
+      string | undefined,
+    ][];
+    return replies.map(([state, profile, suppressed, ttl, outcome]) => {
+      if (state === "done") return { state: "done", outcome: outcome ?? "" };
       if (state === "busy") return { state: "busy", remainingMs: Math.max(0, ttl ?? CLAIM_TTL_MS) };
       return {
         state: "claimed",

@@ -3,13 +3,26 @@
 // ZSET (being fired), and its membership in the profile's set (for cancel and erase). Every state
 // change is one script, so cancel, fire and erase cannot interleave badly; the counters of an
 // automation (`astats:<name>`, RedisKeys.automationCounters) move in the same scripts.
-//
 // Key suffixes used here mirror runtime/wire/keys.ts: p:<profile> (RedisKeys.profile),
-// suppressed (RedisKeys.suppressed), timers, lease, astats:<automation>.
+// suppressed (RedisKeys.suppressed), timers, lease, astats:<automation>; and ended:<key>.
+
+/**
+ * How long an ended instance is remembered (`ended:<key>`): longer than an unacked event takes to
+ * come back (the events consumer's ack_wait, 30 s) across a restart of engage, NATS or Redis.
+ */
+export const ENDED_MARKER_TTL_S = 15 * 60;
 
 const helpers = `
+-- An ended instance leaves a marker for ENDED_TTL seconds, so its trigger event seen again (a
+-- redelivery after a crash or a NATS restart lost its ack) neither starts nor counts it again.
+local ENDED_TTL = ${ENDED_MARKER_TTL_S}
+local function markEnded(prefix, key)
+  redis.call('SET', prefix .. 'ended:' .. key, '1', 'EX', ENDED_TTL)
+end
+
 local function finalize(prefix, key, profileId, automation, counter)
   redis.call('DEL', prefix .. 'i:' .. key)
+  markEnded(prefix, key)
   redis.call('ZREM', prefix .. 'timers', key)
   redis.call('ZREM', prefix .. 'lease', key)
   redis.call('SREM', prefix .. 'pi:' .. profileId, key)
@@ -123,7 +136,7 @@ end
 export const SCHEDULE = `${helpers}
 local prefix, key, profileId, automation, due, json, trigger = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local instance = prefix .. 'i:' .. key
-if redis.call('EXISTS', instance) == 1 then return {0} end
+if redis.call('EXISTS', instance) == 1 or redis.call('EXISTS', prefix .. 'ended:' .. key) == 1 then return {0} end
 redis.call('HSET', instance, 'json', json, 'trigger', trigger, 'automation', automation, 'profile', profileId)
 redis.call('SADD', prefix .. 'pi:' .. profileId, key)
 local stats = prefix .. 'astats:' .. automation
@@ -236,12 +249,13 @@ return result
  * done: ARGV = prefix, then (key, profileId, automation) per instance whose send job is published:
  * each instance ends, counted as sent. Returns how many ended (a repeated done counts nothing).
  */
-export const DONE = `
+export const DONE = `${helpers}
 local prefix = ARGV[1]
 local count, sent, ended = 0, {}, {}
 for i = 2, #ARGV, 3 do
   local key, automation = ARGV[i], ARGV[i + 2]
   if redis.call('DEL', prefix .. 'i:' .. key) == 1 then
+    markEnded(prefix, key)
     redis.call('SREM', prefix .. 'pi:' .. ARGV[i + 1], key)
     table.insert(ended, key)
     sent[automation] = (sent[automation] or 0) + 1

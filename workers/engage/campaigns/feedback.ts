@@ -1,8 +1,9 @@
 // Counts delivery outcomes into campaign run reports. Feedback names its send by messageId (the
 // job id, campaignJobId: campaign + run + destination + profile), so each outcome is added to
 // its run's counter. Deliver publishes each outcome once per job (Nats-Msg-Id job:outcome) and
-// this durable consumer acks after counting, so an outcome is counted once but for a crash between
-// the count and the ack. Opens and clicks count events, not distinct recipients.
+// this durable consumer acks after counting; a marker per stream sequence (kept minutes) makes a
+// redelivered message, or a count whose reply a Redis restart lost, count once. Opens and clicks
+// count events, not distinct recipients.
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import {
@@ -74,10 +75,12 @@ export function campaignFeedbackConsumer(deps: {
         }
         try {
           const target = { namespace: parsed.data.namespace, ...run };
-          await deps.store.attribute(target, COUNTER[parsed.data.outcome]);
-          // A send policy's skip (holdout, capped, quiet hours with drop) is also counted by reason.
+          const once = String(message.seq);
+          // A send policy's skip (holdout, capped, quiet hours with drop) is also counted by reason,
+          // in the same script: a report never shows the outcome without its reason.
           const policy = policySkipField(parsed.data.outcome, parsed.data.reason);
-          if (policy !== undefined) await deps.store.attribute(target, policy);
+          const fields = [COUNTER[parsed.data.outcome], ...(policy === undefined ? [] : [policy])];
+          await deps.store.attribute(target, fields, { once });
           message.ack();
         } catch (error) {
           deps.log.warn({ err: error }, "campaign outcome not counted; redelivering");

@@ -452,6 +452,7 @@ export class CampaignRunner implements Runnable {
   async #purge(namespace: string, campaign: string, run: { id: string; sender: string }): Promise<void> {
     const filter = Subjects.campaignSend(namespace, run.sender, campaign, run.id);
     const { purged } = await this.#deps.jsm.streams.purge(Streams.sends, { filter });
-    if (purged > 0) await this.#deps.store.attribute({ namespace, campaign, runId: run.id }, "dropped", purged);
+    if (purged > 0)
+      await this.#deps.store.attribute({ namespace, campaign, runId: run.id }, "dropped", { count: purged });
   }
 }

@@ -84,11 +84,22 @@ for i = 3, n + 2 do redis.call('ZREM', KEYS[3], ARGV[i]) end
 for i = n + 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
 return 1`;
 
-/** Adds to a run's counter only while the run exists (an outcome of a trimmed run is dropped). */
+/**
+ * Adds ARGV[1] to each of a run's counters ARGV[3..] together (a reader never sees one without the
+ * other), only while the run exists (an outcome of a trimmed run is dropped), and, with a marker
+ * key (KEYS[2]), only if that marker was not set yet (set here for ARGV[2] ms).
+ */
 const ATTRIBUTE = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return 0 end
+for i = 3, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[1]) end
 return 1`;
+
+/**
+ * How long a counted feedback message is remembered: longer than its redelivery takes (the
+ * feedback consumer's ack_wait, 30 s, or a 1 s nak) plus a Redis restart.
+ */
+const COUNTED_MARKER_TTL_MS = 5 * 60 * 1000;
 
 export interface RunMeta {
   id: string;
@@ -465,13 +476,31 @@ export class CampaignStore {
       .exec();
   }
 
-  /** Adds `count` to a run's counter (an outcome, or jobs dropped by a purge). */
+  /**
+   * Adds `count` to a run's counters, all in one script (an outcome and its policy reason, or jobs
+   * dropped by a purge). With `once` (the feedback message's stream sequence), a second call with
+   * the same `once` within minutes adds nothing: a count applied whose reply was lost (a Redis
+   * restart; ioredis resends unanswered commands) and the message's redelivery are counted once.
+   */
   async attribute(
     run: { namespace: string; campaign: string; runId: string },
-    field: string,
-    count = 1,
+    fields: string | readonly string[],
+    options: { count?: number; once?: string } = {},
   ): Promise<void> {
-    await this.#script("ATTRIBUTE", 1, RedisKeys.campaignRun(run.namespace, run.campaign, run.runId), field, count);
+    const report = RedisKeys.campaignRun(run.namespace, run.campaign, run.runId);
+    const names = typeof fields === "string" ? [fields] : fields;
+    const count = options.count ?? 1;
+    if (options.once === undefined) await this.#script("ATTRIBUTE", 1, report, count, 0, ...names);
+    else
+      await this.#script(
+        "ATTRIBUTE",
+        2,
+        report,
+        `${report}:counted:${options.once}`,
+        count,
+        COUNTED_MARKER_TTL_MS,
+        ...names,
+      );
   }
 
   /**
