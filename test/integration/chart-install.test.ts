@@ -14,7 +14,6 @@ import type { PolicyRule } from "#operator";
 import { allOptionsOn, chartDir, parseManifests, run, runOk, thirdPartyCrdDir, valuesFile } from "./chart/tools.ts";
 
 const stack = useStack(["kube"]);
-const crdNames = ["senders.relais.dev", "campaigns.relais.dev", "automations.relais.dev"];
 
 /** One permission: `verb resource[.group] [--subresource]`, as `kubectl auth can-i` takes it. */
 interface Permission {
@@ -29,6 +28,7 @@ function permissions(verbs: string[], resources: string[], subresource?: string)
   );
 }
 
+/** Every Relais CRD the chart installs (another test may have applied them by hand). */
 const kinds = ["senders.relais.dev", "campaigns.relais.dev", "automations.relais.dev", "sendpolicies.relais.dev"];
 
 /** The operator's own rules (operator/rbac.ts) as `kubectl auth can-i` questions. */
@@ -79,6 +79,12 @@ async function helmOk(args: string[]): Promise<string> {
 }
 
 /** Installs or upgrades `release` from `chart` with `values`. */
+/**
+ * Set when another test had applied Relais' CRDs server-side: Helm's own server-side apply must
+ * then take over their fields from that field manager (README, "adopting CRDs").
+ */
+let adoptedCrds = false;
+
 async function helmUpgradeInstall(options: { release: string; namespace: string; chart: string; values: object }) {
   const file = await valuesFile(options.values);
   try {
@@ -91,6 +97,7 @@ async function helmUpgradeInstall(options: { release: string; namespace: string;
       options.namespace,
       "-f",
       file.path,
+      ...(adoptedCrds ? ["--force-conflicts"] : []),
     ]);
   } finally {
     await file.remove();
@@ -199,7 +206,7 @@ describe("the chart installed into a real API server", () => {
     await kubectl(["wait", "--for=condition=Established", "--timeout=60s", "-f", thirdPartyCrdDir()]);
     // Another test may have applied Relais' CRDs by hand: hand them to this release, as README's
     // "adopting CRDs" says.
-    for (const crd of crdNames) {
+    for (const crd of kinds) {
       const exists = await run("kubectl", ["get", "crd", crd], { kubeconfig: stack.kubeconfig });
       if (exists.code !== 0) continue;
       await kubectl([
@@ -211,6 +218,7 @@ describe("the chart installed into a real API server", () => {
         `meta.helm.sh/release-namespace=${namespace}`,
       ]);
       await kubectl(["label", "--overwrite", "crd", crd, "app.kubernetes.io/managed-by=Helm"]);
+      adoptedCrds = true;
     }
   });
   after(async () => {
@@ -231,7 +239,7 @@ describe("the chart installed into a real API server", () => {
       manifest.map((object) => stringify(object)).join("---\n"),
     );
     assert.equal(listed.trim().split("\n").length, manifest.length);
-    await kubectl(["wait", "--for=condition=Established", "--timeout=60s", ...crdNames.map((crd) => `crd/${crd}`)]);
+    await kubectl(["wait", "--for=condition=Established", "--timeout=60s", ...kinds.map((crd) => `crd/${crd}`)]);
     const sender = await senderCrd();
     assert.ok(sender.columns.includes("Legacy"));
     assert.equal(sender.chartLabel, "relais-0.0.1");
@@ -278,7 +286,7 @@ describe("the chart installed into a real API server", () => {
 
   it("keeps the CRDs when uninstalled with crds.keep", async () => {
     await helmOk(["uninstall", release, "-n", namespace]);
-    for (const crd of crdNames) await kubectl(["get", "crd", crd]);
+    for (const crd of kinds) await kubectl(["get", "crd", crd]);
     const deployments = await kubectl(["get", "deployments", "-n", namespace, "-o", "name"]);
     assert.equal(deployments.trim(), "");
   });
